@@ -1,0 +1,403 @@
+//! The packet handle: a window `start..end` onto one pooled buffer.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use crate::error::{BufError, PoolError};
+use crate::pool::{Inner, PacketPool};
+
+/// One packet in one pooled buffer.
+///
+/// The packet is the window `start..end` of the buffer's storage. Layers going down
+/// [`prepend`](Self::prepend) their headers into the headroom in front of the window; layers
+/// going up [`strip_front`](Self::strip_front) them. Neither moves a byte of payload.
+///
+/// Dropping the handle returns the storage to its pool, from any thread. Bytes exposed by
+/// [`prepend`](Self::prepend) and [`append`](Self::append) are zeroed first, so no byte of an
+/// earlier packet can leak into a new one (and captures stay reproducible).
+pub struct PacketBuf {
+    storage: Box<[u8]>,
+    start: usize,
+    end: usize,
+    class: usize,
+    pool: Arc<Inner>,
+}
+
+impl PacketBuf {
+    pub(crate) fn new(pool: Arc<Inner>, class: usize, storage: Box<[u8]>) -> Self {
+        let start = pool.headroom;
+        PacketBuf {
+            storage,
+            start,
+            end: start,
+            class,
+            pool,
+        }
+    }
+
+    /// Length of the packet in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether the packet has no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// The packet's bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.storage[self.start..self.end]
+    }
+
+    /// The packet's bytes, writable (a layer fixing up a checksum, a fault injector flipping
+    /// a bit).
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.end]
+    }
+
+    /// Free bytes in front of the packet.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.start
+    }
+
+    /// Free bytes behind the packet.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        self.storage.len() - self.end
+    }
+
+    /// Size of the underlying storage: headroom + packet + tailroom.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// Grows the packet by `n` bytes at the front, in the headroom, and returns them (zeroed)
+    /// for the caller to write a header into.
+    pub fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
+        if n > self.start {
+            return Err(BufError::NoHeadroom {
+                needed: n,
+                available: self.start,
+            });
+        }
+        self.start -= n;
+        let front = &mut self.storage[self.start..self.start + n];
+        front.fill(0);
+        Ok(front)
+    }
+
+    /// Prepends a copy of `bytes` (a header already serialised elsewhere).
+    pub fn prepend_slice(&mut self, bytes: &[u8]) -> Result<(), BufError> {
+        if bytes.len() > self.start {
+            return Err(BufError::NoHeadroom {
+                needed: bytes.len(),
+                available: self.start,
+            });
+        }
+        self.start -= bytes.len();
+        self.storage[self.start..self.start + bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Removes `n` bytes from the front of the packet (a header the layer has consumed). The
+    /// bytes become headroom again.
+    pub fn strip_front(&mut self, n: usize) -> Result<(), BufError> {
+        if n > self.len() {
+            return Err(BufError::TooShort {
+                needed: n,
+                len: self.len(),
+            });
+        }
+        self.start += n;
+        Ok(())
+    }
+
+    /// Shortens the packet to `len` bytes, keeping the front (an IP layer dropping link
+    /// padding past the IP total length). Does nothing if the packet is already that short.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.end = self.start + len;
+        }
+    }
+
+    /// Grows the packet by `n` zeroed bytes at the back and returns them.
+    pub fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
+        if n > self.tailroom() {
+            return Err(BufError::NoTailroom {
+                needed: n,
+                available: self.tailroom(),
+            });
+        }
+        let old_end = self.end;
+        self.end += n;
+        let back = &mut self.storage[old_end..self.end];
+        back.fill(0);
+        Ok(back)
+    }
+
+    /// Appends a copy of `bytes` at the back of the packet.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), BufError> {
+        if bytes.len() > self.tailroom() {
+            return Err(BufError::NoTailroom {
+                needed: bytes.len(),
+                available: self.tailroom(),
+            });
+        }
+        self.storage[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+        Ok(())
+    }
+
+    /// The free bytes behind the packet, for a device to read a frame into directly. Their
+    /// contents are unspecified; call [`commit_tailroom`](Self::commit_tailroom) with the
+    /// number of bytes written to make them part of the packet.
+    pub fn tailroom_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.end..]
+    }
+
+    /// Makes the first `n` bytes of the tailroom part of the packet (after a device wrote
+    /// them through [`tailroom_mut`](Self::tailroom_mut)).
+    pub fn commit_tailroom(&mut self, n: usize) -> Result<(), BufError> {
+        if n > self.tailroom() {
+            return Err(BufError::NoTailroom {
+                needed: n,
+                available: self.tailroom(),
+            });
+        }
+        self.end += n;
+        Ok(())
+    }
+
+    /// Empties the packet and restores the pool's full headroom, for reuse of the buffer.
+    pub fn clear(&mut self) {
+        self.start = self.pool.headroom.min(self.storage.len());
+        self.end = self.start;
+    }
+
+    /// A second buffer from the same pool and class holding a copy of this packet at the same
+    /// offset (so it has the same headroom). Used to duplicate packets, which is rare: every
+    /// ordinary path moves the handle instead.
+    pub fn try_clone(&self) -> Result<PacketBuf, PoolError> {
+        let pool = self.pool();
+        let mut storage = pool.take_class(self.class)?;
+        storage[self.start..self.end].copy_from_slice(self.as_slice());
+        Ok(PacketBuf {
+            storage,
+            start: self.start,
+            end: self.end,
+            class: self.class,
+            pool: Arc::clone(&self.pool),
+        })
+    }
+
+    /// A handle to the pool this buffer belongs to (and will return to).
+    pub fn pool(&self) -> PacketPool {
+        PacketPool::from_inner(Arc::clone(&self.pool))
+    }
+
+    /// Whether this buffer came from `pool`.
+    pub fn is_from(&self, pool: &PacketPool) -> bool {
+        Arc::ptr_eq(&self.pool, pool.inner())
+    }
+}
+
+impl Drop for PacketBuf {
+    fn drop(&mut self) {
+        // `Box<[u8]>::default()` is an empty slice: taking the storage allocates nothing.
+        let storage = std::mem::take(&mut self.storage);
+        self.pool.release(self.class, storage);
+    }
+}
+
+impl Deref for PacketBuf {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl DerefMut for PacketBuf {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}
+
+impl AsRef<[u8]> for PacketBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsMut<[u8]> for PacketBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}
+
+impl fmt::Debug for PacketBuf {
+    /// Shows the layout, not the bytes: packets can be 64 KiB.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketBuf")
+            .field("len", &self.len())
+            .field("headroom", &self.headroom())
+            .field("tailroom", &self.tailroom())
+            .field("class", &self.class)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PoolConfig, SizeClass};
+
+    fn pool() -> PacketPool {
+        PacketPool::new(PoolConfig {
+            headroom: 8,
+            classes: vec![SizeClass {
+                capacity: 16,
+                count: 2,
+            }],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn prepend_and_strip_move_only_the_window() {
+        let p = pool();
+        let mut b = p.alloc_from_slice(b"data").unwrap();
+        assert_eq!((b.headroom(), b.len(), b.tailroom()), (8, 4, 12));
+        b.prepend(3).unwrap().copy_from_slice(b"hdr");
+        assert_eq!(b.as_slice(), b"hdrdata");
+        b.prepend_slice(b"L2").unwrap();
+        assert_eq!(b.as_slice(), b"L2hdrdata");
+        assert_eq!(b.headroom(), 3);
+        b.strip_front(2).unwrap();
+        b.strip_front(3).unwrap();
+        assert_eq!(b.as_slice(), b"data");
+        assert_eq!(b.headroom(), 8);
+    }
+
+    #[test]
+    fn refused_edits_leave_the_buffer_unchanged() {
+        let p = pool();
+        let mut b = p.alloc_from_slice(b"abc").unwrap();
+        assert_eq!(
+            b.prepend(9).unwrap_err(),
+            BufError::NoHeadroom {
+                needed: 9,
+                available: 8
+            }
+        );
+        assert_eq!(
+            b.prepend_slice(&[0; 9]).unwrap_err(),
+            BufError::NoHeadroom {
+                needed: 9,
+                available: 8
+            }
+        );
+        assert_eq!(
+            b.strip_front(4).unwrap_err(),
+            BufError::TooShort { needed: 4, len: 3 }
+        );
+        assert_eq!(
+            b.append(14).unwrap_err(),
+            BufError::NoTailroom {
+                needed: 14,
+                available: 13
+            }
+        );
+        assert_eq!(
+            b.extend_from_slice(&[1; 14]).unwrap_err(),
+            BufError::NoTailroom {
+                needed: 14,
+                available: 13
+            }
+        );
+        assert_eq!(
+            b.commit_tailroom(14).unwrap_err(),
+            BufError::NoTailroom {
+                needed: 14,
+                available: 13
+            }
+        );
+        assert_eq!(b.as_slice(), b"abc");
+        assert_eq!(b.headroom(), 8);
+    }
+
+    #[test]
+    fn exposed_bytes_are_zeroed_even_after_reuse() {
+        let p = PacketPool::new(PoolConfig {
+            headroom: 4,
+            classes: vec![SizeClass {
+                capacity: 8,
+                count: 1,
+            }],
+        })
+        .unwrap();
+        let mut b = p.alloc_from_slice(&[0xFF; 8]).unwrap();
+        b.prepend_slice(&[0xEE; 4]).unwrap();
+        drop(b);
+        // The same storage comes back (the class has one buffer) with old bytes in it.
+        let mut b = p.alloc(8).unwrap();
+        assert_eq!(b.append(8).unwrap(), &[0u8; 8]);
+        assert_eq!(b.prepend(4).unwrap(), &[0u8; 4]);
+    }
+
+    #[test]
+    fn truncate_keeps_the_front() {
+        let p = pool();
+        let mut b = p.alloc_from_slice(b"abcdef").unwrap();
+        b.truncate(10);
+        assert_eq!(b.len(), 6);
+        b.truncate(2);
+        assert_eq!(b.as_slice(), b"ab");
+        b.truncate(0);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn tailroom_write_then_commit() {
+        let p = pool();
+        let mut b = p.alloc(16).unwrap();
+        b.tailroom_mut()[..5].copy_from_slice(b"frame");
+        b.commit_tailroom(5).unwrap();
+        assert_eq!(&b[..], b"frame");
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.headroom(), 8);
+    }
+
+    #[test]
+    fn clone_is_a_second_buffer_with_same_layout() {
+        let p = pool();
+        let mut a = p.alloc_from_slice(b"xyz").unwrap();
+        a.prepend_slice(b"h").unwrap();
+        let mut c = a.try_clone().unwrap();
+        assert_eq!(c.as_slice(), b"hxyz");
+        assert_eq!(c.headroom(), a.headroom());
+        c.as_mut_slice()[0] = b'H';
+        assert_eq!(a.as_slice(), b"hxyz");
+        assert_eq!(p.stats().in_use(), 2);
+        // The class has two buffers: a third copy is refused, not allocated.
+        assert!(matches!(a.try_clone(), Err(PoolError::Exhausted { .. })));
+        assert!(a.is_from(&p));
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<PacketBuf>();
+        check::<PacketPool>();
+    }
+}
