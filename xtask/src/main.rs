@@ -1,1 +1,112 @@
-fn main() {}
+//! Project automation, in Rust so it runs wherever cargo does (the `xtask` convention).
+//!
+//! `cargo xtask ci` runs exactly what CI runs, in the same order:
+//!
+//! 1. `cargo fmt --all --check`
+//! 2. `cargo clippy --workspace --all-targets -- -D warnings`
+//! 3. `cargo test --workspace` (unit, integration and doc tests)
+//! 4. `cargo test --workspace --benches`: every criterion benchmark once, in test mode, so
+//!    none of them rots (no timing is judged)
+//! 5. `cargo doc --workspace --no-deps` with `RUSTDOCFLAGS=-D warnings`
+//! 6. `cargo run -p loopstack -- tour`: the README's main command must keep working
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: cargo xtask <command>\n\ncommands:\n  ci    run every check CI runs");
+    ExitCode::from(2)
+}
+
+/// One step of a pipeline: a cargo invocation and extra environment.
+struct Step {
+    title: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+const CI: &[Step] = &[
+    Step {
+        title: "format",
+        args: &["fmt", "--all", "--check"],
+        env: &[],
+    },
+    Step {
+        title: "clippy",
+        args: &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[],
+    },
+    Step {
+        title: "tests",
+        args: &["test", "--workspace"],
+        env: &[],
+    },
+    Step {
+        title: "benchmarks in test mode",
+        args: &["test", "--workspace", "--benches"],
+        env: &[],
+    },
+    Step {
+        title: "docs",
+        args: &["doc", "--workspace", "--no-deps"],
+        env: &[("RUSTDOCFLAGS", "-D warnings")],
+    },
+    Step {
+        title: "tour (the README's main command)",
+        args: &["run", "--quiet", "-p", "loopstack", "--", "tour"],
+        env: &[],
+    },
+];
+
+fn run(steps: &[Step]) -> ExitCode {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let total = Instant::now();
+    for (i, step) in steps.iter().enumerate() {
+        eprintln!(
+            "\n==> [{}/{}] {}: cargo {}",
+            i + 1,
+            steps.len(),
+            step.title,
+            step.args.join(" ")
+        );
+        let started = Instant::now();
+        let status = Command::new(&cargo)
+            .args(step.args)
+            .envs(step.env.iter().copied())
+            .status();
+        match status {
+            Ok(s) if s.success() => {
+                eprintln!("==> {} passed in {:.1?}", step.title, started.elapsed());
+            }
+            Ok(s) => {
+                eprintln!("==> {} FAILED ({s})", step.title);
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("==> could not run cargo: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    eprintln!(
+        "\n==> all {} steps passed in {:.1?}",
+        steps.len(),
+        total.elapsed()
+    );
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") if args.len() == 1 => run(CI),
+        _ => usage(),
+    }
+}

@@ -10,7 +10,9 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum PoolError {
     /// Every buffer of the size class that fits the request is in use.
-    #[error("packet buffer pool exhausted: all {count} buffers of the {capacity}-byte class are in use")]
+    #[error(
+        "packet buffer pool exhausted: all {count} buffers of the {capacity}-byte class are in use"
+    )]
     Exhausted {
         /// Packet capacity of the exhausted class, in bytes.
         capacity: usize,
@@ -65,7 +67,9 @@ pub enum ConfigError {
     #[error("a packet pool needs at least one size class")]
     NoClasses,
     /// Size classes must be listed smallest first, each strictly larger than the one before.
-    #[error("size classes must be in strictly increasing order of capacity ({previous} then {next})")]
+    #[error(
+        "size classes must be in strictly increasing order of capacity ({previous} then {next})"
+    )]
     UnorderedClasses {
         /// Capacity of the earlier class.
         previous: usize,

@@ -50,7 +50,10 @@ impl PoolConfig {
     pub fn total_bytes(&self) -> usize {
         self.classes
             .iter()
-            .map(|c| c.count.saturating_mul(c.capacity.saturating_add(self.headroom)))
+            .map(|c| {
+                c.count
+                    .saturating_mul(c.capacity.saturating_add(self.headroom))
+            })
             .fold(0usize, usize::saturating_add)
     }
 

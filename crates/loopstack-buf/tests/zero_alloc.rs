@@ -9,8 +9,8 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{TryRecvError, TrySendError};
 

@@ -199,7 +199,10 @@ mod tests {
         }
         assert!(lo.receive(t).is_none());
         let s = lo.stats();
-        assert_eq!((s.tx_packets, s.tx_bytes, s.rx_packets, s.rx_bytes), (5, 50, 5, 50));
+        assert_eq!(
+            (s.tx_packets, s.tx_bytes, s.rx_packets, s.rx_bytes),
+            (5, 50, 5, 50)
+        );
         assert_eq!(pool.stats().in_use(), 0);
     }
 
@@ -212,8 +215,10 @@ mod tests {
         })
         .unwrap();
         let t = Instant::ZERO;
-        lo.transmit(t, pool.alloc_from_slice(b"a").unwrap()).unwrap();
-        lo.transmit(t, pool.alloc_from_slice(b"b").unwrap()).unwrap();
+        lo.transmit(t, pool.alloc_from_slice(b"a").unwrap())
+            .unwrap();
+        lo.transmit(t, pool.alloc_from_slice(b"b").unwrap())
+            .unwrap();
         assert_eq!(
             lo.transmit(t, pool.alloc_from_slice(b"c").unwrap()),
             Err(TxError::QueueFull { capacity: 2 })
@@ -223,7 +228,8 @@ mod tests {
         let s = lo.stats();
         assert_eq!((s.tx_packets, s.tx_dropped), (2, 1));
         assert_eq!(lo.receive(t).unwrap().as_slice(), b"a");
-        lo.transmit(t, pool.alloc_from_slice(b"d").unwrap()).unwrap();
+        lo.transmit(t, pool.alloc_from_slice(b"d").unwrap())
+            .unwrap();
         assert_eq!(lo.receive(t).unwrap().as_slice(), b"b");
         assert_eq!(lo.receive(t).unwrap().as_slice(), b"d");
     }

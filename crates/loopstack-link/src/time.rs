@@ -135,7 +135,10 @@ mod tests {
 
     #[test]
     fn display_is_seconds_and_micros() {
-        assert_eq!(Instant::from_nanos(12_000_345_999).to_string(), "12.000345s");
+        assert_eq!(
+            Instant::from_nanos(12_000_345_999).to_string(),
+            "12.000345s"
+        );
         assert_eq!(Instant::ZERO.to_string(), "0.000000s");
     }
 }

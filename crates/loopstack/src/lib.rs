@@ -1,1 +1,21 @@
-//! placeholder
+//! # loopstack
+//!
+//! A from-scratch, layered TCP/IP stack built around the loopback interface, for three kinds
+//! of user: people teaching and learning the IP layers, people embedding a deterministic
+//! network stack in a simulator, and people benchmarking the hot path.
+//!
+//! This facade re-exports each layer's crate under a short name:
+//!
+//! | module | crate | layer |
+//! | --- | --- | --- |
+//! | [`buf`] | `loopstack-buf` | the shared packet buffer pool |
+//! | [`link`] | `loopstack-link` | devices (`lo`) and link middleware: pcap, faults, trace |
+//!
+//! The internet, transport and socket layers arrive as crates of their own on top of these.
+//! The [`tour`] module is the library behind `loopstack tour`, the command-line walk through
+//! the stack.
+
+pub use loopstack_buf as buf;
+pub use loopstack_link as link;
+
+pub mod tour;
