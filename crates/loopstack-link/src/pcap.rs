@@ -16,6 +16,7 @@
 //! time.
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use loopstack_buf::PacketBuf;
 
@@ -61,6 +62,7 @@ pub struct PcapWriter<D, W: Write> {
     inner: D,
     sink: W,
     mode: PcapMode,
+    clock_offset: Duration,
     packets_written: u64,
     write_errors: u64,
 }
@@ -81,13 +83,24 @@ impl<D: Device, W: Write> PcapWriter<D, W> {
             inner,
             sink,
             mode,
+            clock_offset: Duration::ZERO,
             packets_written: 0,
             write_errors: 0,
         })
     }
 
+    /// Adds `offset` to every timestamp written from now on.
+    ///
+    /// By default a record's timestamp is the stack's `now`, so a simulated run starting at
+    /// zero shows times from 1970-01-01 and gives the same file every time. A stack driven by
+    /// the real clock can pass the wall-clock time at which its clock read zero (time since
+    /// the Unix epoch), and the capture then shows real dates.
+    pub fn set_clock_offset(&mut self, offset: Duration) {
+        self.clock_offset = offset;
+    }
+
     fn record(&mut self, now: Instant, packet: &[u8]) {
-        let micros = now.as_micros();
+        let micros = (now + self.clock_offset).as_micros();
         // Classic pcap stores seconds in 32 bits: fine until 2106 on a real clock, and a
         // simulated clock starts at zero.
         let secs = u32::try_from(micros / 1_000_000).unwrap_or(u32::MAX);
@@ -248,6 +261,21 @@ mod tests {
         assert_eq!(records[0], (1, 500_002, 3, vec![0x45, 1, 2]));
         assert_eq!((records[1].0, records[1].1, records[1].2), (3, 0, 65536));
         assert_eq!(records[1].3.len(), 65536);
+    }
+
+    #[test]
+    fn clock_offset_shifts_timestamps() {
+        let pool = pool();
+        let mut dev = PcapWriter::new(Loopback::new(), Vec::new(), PcapMode::TxOnly).unwrap();
+        // 2026-11-21T00:00:00Z, as a real-time stack would pass it.
+        dev.set_clock_offset(Duration::from_secs(1_795_219_200));
+        dev.transmit(
+            Instant::from_micros(250),
+            pool.alloc_from_slice(&[0x45]).unwrap(),
+        )
+        .unwrap();
+        let (_, records) = parse(dev.sink());
+        assert_eq!((records[0].0, records[0].1), (1_795_219_200, 250));
     }
 
     #[test]
