@@ -120,6 +120,24 @@ impl PacketBuf {
         Ok(())
     }
 
+    /// Undoes [`strip_front`](Self::strip_front): grows the packet by `n` bytes at the front
+    /// *without* touching them, so a header stripped earlier is part of the packet again.
+    /// The internet layer uses it to quote the whole offending packet in an ICMP error after
+    /// the transport layer has found no socket for it (RFC 792, RFC 4443 2.4(c)).
+    ///
+    /// Only meaningful right after a strip of at least `n` bytes: otherwise the bytes are
+    /// whatever the headroom holds (zeroes, or an older header).
+    pub fn unstrip_front(&mut self, n: usize) -> Result<(), BufError> {
+        if n > self.start {
+            return Err(BufError::NoHeadroom {
+                needed: n,
+                available: self.start,
+            });
+        }
+        self.start -= n;
+        Ok(())
+    }
+
     /// Shortens the packet to `len` bytes, keeping the front (an IP layer dropping link
     /// padding past the IP total length). Does nothing if the packet is already that short.
     pub fn truncate(&mut self, len: usize) {
@@ -352,6 +370,24 @@ mod tests {
         let mut b = p.alloc(8).unwrap();
         assert_eq!(b.append(8).unwrap(), &[0u8; 8]);
         assert_eq!(b.prepend(4).unwrap(), &[0u8; 4]);
+    }
+
+    #[test]
+    fn unstrip_restores_a_stripped_header() {
+        let p = pool();
+        let mut b = p.alloc_from_slice(b"payload").unwrap();
+        b.prepend_slice(b"HDR").unwrap();
+        b.strip_front(3).unwrap();
+        assert_eq!(b.as_slice(), b"payload");
+        b.unstrip_front(3).unwrap();
+        assert_eq!(b.as_slice(), b"HDRpayload");
+        assert_eq!(
+            b.unstrip_front(6).unwrap_err(),
+            BufError::NoHeadroom {
+                needed: 6,
+                available: 5
+            }
+        );
     }
 
     #[test]

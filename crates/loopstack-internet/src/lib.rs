@@ -17,5 +17,6 @@ pub mod addr;
 pub mod frag;
 pub mod iface;
 pub mod route;
+pub mod stats;
 
 pub use addr::{Cidr, CidrError, Martian};
