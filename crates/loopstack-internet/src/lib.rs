@@ -16,6 +16,7 @@
 pub mod addr;
 pub mod frag;
 pub mod iface;
+pub mod ingress;
 pub mod route;
 pub mod stats;
 
