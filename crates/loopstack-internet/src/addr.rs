@@ -106,7 +106,9 @@ fn max_prefix(addr: IpAddr) -> u8 {
 pub fn mask(addr: IpAddr, prefix_len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
-            let m = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(prefix_len.min(32)))
+                .unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
         }
         IpAddr::V6(a) => {
@@ -316,12 +318,32 @@ mod tests {
             ("::1", "::1", true, None),
             ("192.0.2.1", "192.0.2.2", false, None),
             ("2001:db8::1", "2001:db8::2", false, None),
-            ("127.0.0.1", "192.0.2.2", false, Some(Martian::LoopbackOnWire)),
-            ("192.0.2.1", "127.0.0.1", false, Some(Martian::LoopbackOnWire)),
+            (
+                "127.0.0.1",
+                "192.0.2.2",
+                false,
+                Some(Martian::LoopbackOnWire),
+            ),
+            (
+                "192.0.2.1",
+                "127.0.0.1",
+                false,
+                Some(Martian::LoopbackOnWire),
+            ),
             ("::1", "2001:db8::2", false, Some(Martian::LoopbackOnWire)),
             ("2001:db8::1", "::1", false, Some(Martian::LoopbackOnWire)),
-            ("224.0.0.1", "192.0.2.2", false, Some(Martian::MulticastSource)),
-            ("ff02::1", "2001:db8::2", false, Some(Martian::MulticastSource)),
+            (
+                "224.0.0.1",
+                "192.0.2.2",
+                false,
+                Some(Martian::MulticastSource),
+            ),
+            (
+                "ff02::1",
+                "2001:db8::2",
+                false,
+                Some(Martian::MulticastSource),
+            ),
             (
                 "255.255.255.255",
                 "192.0.2.2",

@@ -247,12 +247,7 @@ impl InternetStats {
     /// name padded to 32 columns.
     pub fn render_snmp6(&self) -> String {
         let mut out = String::new();
-        for (name, value) in self
-            .ip6
-            .entries()
-            .iter()
-            .chain(self.icmp6.entries().iter())
-        {
+        for (name, value) in self.ip6.entries().iter().chain(self.icmp6.entries().iter()) {
             out.push_str(&format!("{name:<32}{value}\n"));
         }
         out
@@ -298,8 +293,14 @@ mod tests {
         s.ip6.in_receives = 9;
         s.icmp6.in_echos = 3;
         let text = s.render_snmp6();
-        assert!(text.contains("Ip6InReceives                   9\n"), "{text}");
-        assert!(text.contains("Icmp6InEchos                    3\n"), "{text}");
+        assert!(
+            text.contains("Ip6InReceives                   9\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Icmp6InEchos                    3\n"),
+            "{text}"
+        );
         assert_eq!(
             text.lines().count(),
             s.ip6.entries().len() + s.icmp6.entries().len()

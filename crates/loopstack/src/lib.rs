@@ -10,12 +10,17 @@
 //! | --- | --- | --- |
 //! | [`buf`] | `loopstack-buf` | the shared packet buffer pool |
 //! | [`link`] | `loopstack-link` | devices (`lo`) and link middleware: pcap, faults, trace |
+//! | [`internet`] | `loopstack-internet` | IPv4/IPv6, interfaces, routes, fragments, ICMP |
 //!
-//! The internet, transport and socket layers arrive as crates of their own on top of these.
-//! The [`tour`] module is the library behind `loopstack tour`, the command-line walk through
-//! the stack.
+//! The transport and socket layers arrive as crates of their own on top of these. The
+//! [`tour`] module is the library behind `loopstack tour`, the command-line walk through the
+//! stack; [`host`] is the poll loop that runs `lo` and the internet layer together, and
+//! [`ping`] is `loopstack ping`.
 
 pub use loopstack_buf as buf;
+pub use loopstack_internet as internet;
 pub use loopstack_link as link;
 
+pub mod host;
+pub mod ping;
 pub mod tour;

@@ -1,0 +1,1125 @@
+//! The internet layer itself: what happens to a packet between the device and transport.
+//!
+//! ```text
+//!   transport ──send()──▶ route, pick source, prepend IP header, fragment ──▶ Links::transmit
+//!   transport ◀─Delivery── check header, martians, local?, reassemble, ICMP ◀── receive()
+//! ```
+//!
+//! [`Internet::receive`] takes one packet off a device and decides: deliver it up (a
+//! [`Delivery`]), answer it (an echo reply or an ICMP error, sent through [`Links`]), forward
+//! it (only if forwarding is on), or drop it and count why. [`Internet::send`] takes a
+//! transport message whose header is already in the buffer and sends it down. Nothing here
+//! reads a clock or does I/O: time comes in as `now`, and packets go out through the
+//! caller's [`Links`].
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header};
+use loopstack_buf::{PacketBuf, PacketPool, PoolError};
+use loopstack_link::{DeviceCapabilities, Instant, TxError};
+use thiserror::Error;
+
+use crate::addr::{self, Cidr, Martian};
+use crate::frag::{self, DropReason, FragResult, Reassembler, ReassemblyConfig};
+use crate::icmp::{self, IcmpError, IcmpMessage, QuotedPacket, RateLimiter};
+use crate::iface::{IfaceError, InterfaceId, InterfaceKind, InterfaceTable};
+use crate::ingress::{self, proto, Checked, Header, HeaderError};
+use crate::route::{Route, RouteDecision, RouteError, RouteKind, RoutingTable};
+use crate::stats::InternetStats;
+
+/// The devices under the internet layer, as it sees them: by interface index.
+pub trait Links {
+    /// Capabilities of the device behind `iface`, if there is one.
+    fn capabilities(&self, iface: InterfaceId) -> Option<DeviceCapabilities>;
+    /// Hands a packet to the device behind `iface`.
+    fn transmit(
+        &mut self,
+        now: Instant,
+        iface: InterfaceId,
+        packet: PacketBuf,
+    ) -> Result<(), TxError>;
+}
+
+/// Settings, with Linux's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternetConfig {
+    /// Forward packets between interfaces (`net.ipv4.ip_forward`). Default off: a host, not a
+    /// router (RFC 1122 3.3.4.2).
+    pub forwarding: bool,
+    /// Answer echo requests (`net.ipv4.icmp_echo_ignore_all = 0`). Default on.
+    pub echo_reply: bool,
+    /// TTL and hop limit of packets we originate (`net.ipv4.ip_default_ttl`): 64.
+    pub default_ttl: u8,
+    /// Rate of ICMP errors we may generate, per second (`net.ipv4.icmp_msgs_per_sec`): 1000.
+    pub icmp_errors_per_sec: u32,
+    /// Burst of ICMP errors (`net.ipv4.icmp_msgs_burst`): 50.
+    pub icmp_errors_burst: u32,
+    /// Echo replies kept for [`Internet::take_echo_reply`] before the oldest is dropped.
+    pub max_echo_replies: usize,
+}
+
+impl Default for InternetConfig {
+    fn default() -> Self {
+        InternetConfig {
+            forwarding: false,
+            echo_reply: true,
+            default_ttl: 64,
+            icmp_errors_per_sec: 1000,
+            icmp_errors_burst: 50,
+            max_echo_replies: 1024,
+        }
+    }
+}
+
+/// What transport needs to know about a packet delivered to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpMeta {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address (one of ours).
+    pub dst: IpAddr,
+    /// Upper-layer protocol number.
+    pub protocol: u8,
+    /// TTL or hop limit as received.
+    pub ttl: u8,
+    /// Interface the packet arrived on.
+    pub iface: InterfaceId,
+    /// Bytes of network header stripped; `PacketBuf::unstrip_front(header_len)` restores
+    /// them, to quote the packet in an ICMP error.
+    pub header_len: usize,
+    /// Whether transport must verify its checksum (false when the device offloads it).
+    pub verify_checksum: bool,
+}
+
+/// A packet, or news about one, for the transport layer.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A TCP or UDP message for a local socket; `packet` starts at the transport header.
+    Transport {
+        /// Addresses and protocol.
+        meta: IpMeta,
+        /// The message.
+        packet: PacketBuf,
+    },
+    /// An ICMP error about a packet this host sent, with the quoted header so transport can
+    /// find the socket it concerns (RFC 1122 3.2.2.1: pass it up).
+    IcmpError {
+        /// Who sent the error, to whom.
+        meta: IpMeta,
+        /// What went wrong.
+        error: IcmpError,
+        /// The start of the packet that caused it.
+        quoted: QuotedPacket,
+    },
+}
+
+/// An echo reply that came back, for `ping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EchoReply {
+    /// Who answered.
+    pub from: IpAddr,
+    /// Echo identifier.
+    pub id: u16,
+    /// Echo sequence number.
+    pub seq: u16,
+    /// TTL (hop limit) of the reply.
+    pub ttl: u8,
+    /// Bytes of ICMP message (header and data), as ping reports them.
+    pub len: usize,
+    /// Round-trip time, when the request carried a timestamp (payloads of 8 bytes or more).
+    pub rtt: Option<Duration>,
+}
+
+/// How to send one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendOptions {
+    /// Source address; `None` for the one the route chooses (RFC 6724). Must be one of ours.
+    pub src: Option<IpAddr>,
+    /// TTL or hop limit; `None` for the configured default.
+    pub ttl: Option<u8>,
+    /// Set the IPv4 Don't Fragment bit: fail with [`SendError::MessageTooLong`] rather than
+    /// fragment (TCP does this for path MTU discovery, RFC 1191).
+    pub dont_fragment: bool,
+}
+
+/// Why a packet could not be sent. The packet is dropped and the failure counted.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No route ("Network is unreachable"), or an unreachable route ("No route to host").
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The requested source address is not one of ours.
+    #[error("cannot assign requested address {0}")]
+    AddrNotAvailable(IpAddr),
+    /// The packet exceeds the MTU and may not be fragmented.
+    #[error("message too long: {len} bytes over an MTU of {mtu}")]
+    MessageTooLong {
+        /// Packet length.
+        len: usize,
+        /// Path MTU.
+        mtu: usize,
+    },
+    /// A martian address would leave by this interface (RFC 1122 3.2.1.3).
+    #[error("refusing to send: {0}")]
+    Martian(Martian),
+    /// No buffer for a header or a fragment.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// The buffer has no headroom left for the IP header.
+    #[error("no headroom for the IP header")]
+    NoHeadroom,
+    /// The device refused the packet.
+    #[error(transparent)]
+    Link(#[from] TxError),
+    /// The interface does not exist or is down.
+    #[error("interface {0} is down or gone")]
+    InterfaceDown(InterfaceId),
+}
+
+/// The internet layer of one host.
+#[derive(Debug)]
+pub struct Internet {
+    pool: PacketPool,
+    ifaces: InterfaceTable,
+    routes: RoutingTable,
+    config: InternetConfig,
+    stats: InternetStats,
+    rate: RateLimiter,
+    next_ident: u16,
+    replies: VecDeque<EchoReply>,
+    scratch: Vec<u8>,
+    reasm4: Reassembler,
+    reasm6: Reassembler,
+    next_frag_ident: u32,
+}
+
+impl Internet {
+    /// A host with `lo` (127.0.0.1/8 and ::1/128) and its local routes, taking buffers from
+    /// `pool`.
+    pub fn new(pool: PacketPool, config: InternetConfig) -> Self {
+        let mut routes = RoutingTable::new();
+        let ifaces = InterfaceTable::new();
+        for (id, cidr) in ifaces.all_addrs() {
+            // `lo` holds two addresses of different prefixes: adding their routes to an
+            // empty table cannot fail.
+            let _ = routes.add(Route::local(cidr, id));
+        }
+        Internet {
+            ifaces,
+            routes,
+            rate: RateLimiter::new(config.icmp_errors_per_sec, config.icmp_errors_burst),
+            replies: VecDeque::with_capacity(config.max_echo_replies),
+            config,
+            stats: InternetStats::default(),
+            next_ident: 0,
+            scratch: Vec::new(),
+            reasm4: Reassembler::new(ReassemblyConfig::ipv4(), pool.clone())
+                .expect("the default IPv4 reassembly config is valid"),
+            reasm6: Reassembler::new(ReassemblyConfig::ipv6(), pool.clone())
+                .expect("the default IPv6 reassembly config is valid"),
+            next_frag_ident: 0,
+            pool,
+        }
+    }
+
+    /// The interface table.
+    pub fn interfaces(&self) -> &InterfaceTable {
+        &self.ifaces
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &RoutingTable {
+        &self.routes
+    }
+
+    /// The routing table, to add gateway, default or unreachable routes.
+    pub fn routes_mut(&mut self) -> &mut RoutingTable {
+        &mut self.routes
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &InternetStats {
+        &self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &InternetConfig {
+        &self.config
+    }
+
+    /// Changes the configuration (forwarding, echo replies...).
+    pub fn config_mut(&mut self) -> &mut InternetConfig {
+        &mut self.config
+    }
+
+    /// Adds an interface with no addresses yet.
+    pub fn add_interface(
+        &mut self,
+        name: &str,
+        kind: InterfaceKind,
+        mtu: usize,
+    ) -> Result<InterfaceId, IfaceError> {
+        self.ifaces.add(name, kind, mtu)
+    }
+
+    /// Adds an address to an interface, with the routes Linux adds for it: a local route to
+    /// the address (on a loopback interface, to its whole prefix), and a connected route to
+    /// its prefix on other interfaces.
+    pub fn add_address(&mut self, iface: InterfaceId, cidr: Cidr) -> Result<(), IfaceError> {
+        self.ifaces.add_addr(iface, cidr)?;
+        let loopback = self.ifaces.get(iface).is_some_and(|i| i.is_loopback());
+        if loopback {
+            let _ = self.routes.add(Route::local(cidr, iface));
+        } else {
+            let _ = self
+                .routes
+                .add(Route::local(Cidr::host(cidr.addr()), iface));
+            if cidr.prefix_len() < Cidr::host(cidr.addr()).prefix_len() {
+                let _ = self
+                    .routes
+                    .add(Route::connected(cidr.network(), iface, cidr.addr()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a packet to `dst` would go, and from which source: `ip route get`. Transport
+    /// calls this first, because its checksum covers the source address.
+    pub fn route(&self, dst: IpAddr) -> Result<RouteDecision, RouteError> {
+        let addrs: Vec<(InterfaceId, Cidr)> = self.ifaces.all_addrs().collect();
+        self.routes.route_get(dst, &addrs)
+    }
+
+    /// The next time [`poll`](Self::poll) has work: reassembly timeouts.
+    pub fn poll_at(&self) -> Option<Instant> {
+        match (self.reasm4.poll_at(), self.reasm6.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Does time-driven work due at `now`: abandons reassemblies that timed out, answering
+    /// with Time Exceeded (code 1) when their first fragment had arrived (RFC 792, RFC 8200
+    /// 4.5).
+    pub fn poll<L: Links>(&mut self, now: Instant, links: &mut L) {
+        // Expiries are rare; collecting them first keeps the borrow of each reassembler short.
+        let mut firsts = Vec::new();
+        let expired4 = self.reasm4.poll(now, &mut |e| firsts.extend(e.first));
+        let expired6 = self.reasm6.poll(now, &mut |e| firsts.extend(e.first));
+        self.stats.ip.reasm_timeout += expired4 as u64;
+        self.stats.ip.reasm_fails += expired4 as u64;
+        self.stats.ip6.reasm_timeout += expired6 as u64;
+        self.stats.ip6.reasm_fails += expired6 as u64;
+        for first in firsts {
+            self.icmp_error(now, IcmpError::ReassemblyTimeExceeded, &first, links);
+        }
+    }
+
+    /// Hands a fragment to reassembly; returns the whole datagram once its last missing piece
+    /// arrives, re-checked as an unfragmented packet.
+    fn reassemble<L: Links>(
+        &mut self,
+        now: Instant,
+        packet: PacketBuf,
+        links: &mut L,
+    ) -> Option<(Header, PacketBuf)> {
+        let v6 = packet.first().is_some_and(|b| b >> 4 == 6);
+        if v6 {
+            self.stats.ip6.reasm_reqds += 1;
+        } else {
+            self.stats.ip.reasm_reqds += 1;
+        }
+        let result = match frag::fragment_info(&packet) {
+            Ok(Some(info)) if v6 => self.reasm6.insert(now, &info, &packet),
+            Ok(Some(info)) => self.reasm4.insert(now, &info, &packet),
+            _ => FragResult::Dropped(DropReason::Malformed),
+        };
+        match result {
+            FragResult::Incomplete => None,
+            FragResult::Complete(whole) => {
+                let checked = if v6 {
+                    ingress::check_v6(&whole.packet)
+                } else {
+                    ingress::check_v4(&whole.packet, true)
+                };
+                if v6 {
+                    self.stats.ip6.reasm_oks += 1;
+                } else {
+                    self.stats.ip.reasm_oks += 1;
+                }
+                match checked {
+                    Checked::Ok(h) if h.fragment.is_none() => Some((h, whole.packet)),
+                    _ => {
+                        self.count_header_error(v6, HeaderError::Truncated);
+                        None
+                    }
+                }
+            }
+            FragResult::Dropped(reason) => {
+                if reason != DropReason::AfterDiscard {
+                    if v6 {
+                        self.stats.ip6.reasm_fails += 1;
+                    } else {
+                        self.stats.ip.reasm_fails += 1;
+                    }
+                }
+                // RFC 8200 4.5: a non-last fragment whose length is not a multiple of 8 is
+                // answered with Parameter Problem pointing at the Payload Length field.
+                if v6 && reason == DropReason::NotMultipleOf8 {
+                    let error = IcmpError::ParameterProblem { pointer: 4 };
+                    self.icmp_error(now, error, &packet, links);
+                }
+                None
+            }
+        }
+    }
+    /// Takes the oldest echo reply received and not yet taken.
+    pub fn take_echo_reply(&mut self) -> Option<EchoReply> {
+        self.replies.pop_front()
+    }
+
+    fn alloc_ident(&mut self) -> u16 {
+        self.next_ident = self.next_ident.wrapping_add(1);
+        self.next_ident
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    /// Sends a transport message (its header already in `packet`) to `dst`, from
+    /// `options.src` or from the source the route chooses. Prepends the IP header into the headroom, and
+    /// fragments (IPv4 without DF, or IPv6 at the source) if the packet exceeds the MTU.
+    pub fn send<L: Links>(
+        &mut self,
+        now: Instant,
+        mut packet: PacketBuf,
+        dst: IpAddr,
+        protocol: u8,
+        options: SendOptions,
+        links: &mut L,
+    ) -> Result<(), SendError> {
+        let v6 = dst.is_ipv6();
+        if v6 {
+            self.stats.ip6.out_requests += 1;
+        } else {
+            self.stats.ip.out_requests += 1;
+        }
+        let decision = match self.route(dst) {
+            Ok(d) => d,
+            Err(e) => {
+                self.count_no_route(v6);
+                return Err(e.into());
+            }
+        };
+        let src = match options.src {
+            Some(s) if s.is_ipv6() != v6 || !self.ifaces.is_local(s) => {
+                return Err(SendError::AddrNotAvailable(s))
+            }
+            Some(s) => s,
+            None => decision.src,
+        };
+        let ttl = options.ttl.unwrap_or(self.config.default_ttl);
+        let len = packet.len();
+        let header = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut h = Ipv4Header::new(
+                    u16::try_from(len)
+                        .map_err(|_| SendError::MessageTooLong { len, mtu: 65535 })?,
+                    ttl,
+                    IpNumber(protocol),
+                    s.octets(),
+                    d.octets(),
+                )
+                .map_err(|_| SendError::MessageTooLong { len, mtu: 65535 })?;
+                h.dont_fragment = options.dont_fragment;
+                h.identification = self.alloc_ident();
+                h.header_checksum = h.calc_header_checksum();
+                packet.prepend_slice(&h.to_bytes())
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let h = Ipv6Header {
+                    traffic_class: 0,
+                    flow_label: Ipv6FlowLabel::ZERO,
+                    payload_length: u16::try_from(len).map_err(|_| SendError::MessageTooLong {
+                        len,
+                        mtu: 65535 + 40,
+                    })?,
+                    next_header: IpNumber(protocol),
+                    hop_limit: ttl,
+                    source: s.octets(),
+                    destination: d.octets(),
+                };
+                packet.prepend_slice(&h.to_bytes())
+            }
+            _ => return Err(SendError::AddrNotAvailable(src)),
+        };
+        header.map_err(|_| SendError::NoHeadroom)?;
+        self.output(now, &decision, packet, links)
+    }
+
+    /// Sends a complete IP packet (an echo reply, an ICMP error) to `dst`, routed afresh.
+    fn send_raw<L: Links>(
+        &mut self,
+        now: Instant,
+        packet: PacketBuf,
+        dst: IpAddr,
+        links: &mut L,
+    ) -> Result<(), SendError> {
+        let v6 = dst.is_ipv6();
+        let decision = match self.route(dst) {
+            Ok(d) => d,
+            Err(e) => {
+                self.count_no_route(v6);
+                return Err(e.into());
+            }
+        };
+        self.output(now, &decision, packet, links)
+    }
+
+    fn count_no_route(&mut self, v6: bool) {
+        if v6 {
+            self.stats.ip6.out_no_routes += 1;
+        } else {
+            self.stats.ip.out_no_routes += 1;
+        }
+    }
+
+    /// The last step down: martian check, MTU, fragmentation, the device.
+    fn output<L: Links>(
+        &mut self,
+        now: Instant,
+        decision: &RouteDecision,
+        packet: PacketBuf,
+        links: &mut L,
+    ) -> Result<(), SendError> {
+        let v6 = packet.first().is_some_and(|b| b >> 4 == 6);
+        // Traffic to one of our own addresses goes round through `lo`, as on Linux, even if
+        // the address belongs to another interface.
+        let out = if decision.kind == RouteKind::Local {
+            InterfaceId::LOOPBACK
+        } else {
+            decision.iface
+        };
+        let Some(iface) = self.ifaces.get(out).filter(|i| i.is_up()) else {
+            self.count_out_discard(v6);
+            return Err(SendError::InterfaceDown(out));
+        };
+        let (src, dst) = addresses(&packet);
+        if let Some(m) = addr::check_outgoing(src, dst, iface.is_loopback()) {
+            self.count_out_discard(v6);
+            return Err(SendError::Martian(m));
+        }
+        let mtu = links
+            .capabilities(out)
+            .map_or(iface.mtu(), |c| c.mtu.min(iface.mtu()));
+        if packet.len() > mtu {
+            return self.fragment(now, out, mtu, packet, links);
+        }
+        links.transmit(now, out, packet).map_err(|e| {
+            self.count_out_discard(v6);
+            SendError::Link(e)
+        })
+    }
+
+    /// Splits a packet too big for the link: IPv4 unless Don't Fragment is set (RFC 791
+    /// 2.3), IPv6 at the source with a Fragment header (RFC 8200 4.5).
+    fn fragment<L: Links>(
+        &mut self,
+        now: Instant,
+        out: InterfaceId,
+        mtu: usize,
+        packet: PacketBuf,
+        links: &mut L,
+    ) -> Result<(), SendError> {
+        let v6 = packet.first().is_some_and(|b| b >> 4 == 6);
+        let dont_fragment = !v6 && packet.get(6).is_some_and(|f| f & 0x40 != 0);
+        let too_big = SendError::MessageTooLong {
+            len: packet.len(),
+            mtu,
+        };
+        if dont_fragment {
+            self.stats.ip.frag_fails += 1;
+            return Err(too_big);
+        }
+        let mut sent: Result<(), TxError> = Ok(());
+        let mut emit = |piece: PacketBuf| {
+            if sent.is_ok() {
+                sent = links.transmit(now, out, piece);
+            }
+        };
+        let made = if v6 {
+            self.next_frag_ident = self.next_frag_ident.wrapping_add(1);
+            frag::fragment_ipv6(&packet, mtu, self.next_frag_ident, &self.pool, &mut emit)
+        } else {
+            frag::fragment_ipv4(&packet, mtu, &self.pool, &mut emit)
+        };
+        let stats_frag = |s: &mut InternetStats, ok: bool, n: usize| {
+            if v6 {
+                if ok {
+                    s.ip6.frag_oks += 1;
+                    s.ip6.frag_creates += n as u64;
+                } else {
+                    s.ip6.frag_fails += 1;
+                }
+            } else if ok {
+                s.ip.frag_oks += 1;
+                s.ip.frag_creates += n as u64;
+            } else {
+                s.ip.frag_fails += 1;
+            }
+        };
+        match made {
+            Ok(n) => {
+                stats_frag(&mut self.stats, true, n);
+                sent.map_err(|e| {
+                    self.count_out_discard(v6);
+                    SendError::Link(e)
+                })
+            }
+            Err(_) => {
+                stats_frag(&mut self.stats, false, 0);
+                Err(too_big)
+            }
+        }
+    }
+
+    fn count_out_discard(&mut self, v6: bool) {
+        if v6 {
+            self.stats.ip6.out_discards += 1;
+        } else {
+            self.stats.ip.out_discards += 1;
+        }
+    }
+
+    // ------------------------------------------------------------------ receiving
+
+    /// Takes one packet that arrived on `iface` and decides its fate. Returns what transport
+    /// must see, if anything; echo replies, ICMP errors and forwarded packets go out through
+    /// `links` on the way.
+    pub fn receive<L: Links>(
+        &mut self,
+        now: Instant,
+        iface: InterfaceId,
+        mut packet: PacketBuf,
+        links: &mut L,
+    ) -> Option<Delivery> {
+        let offload = links
+            .capabilities(iface)
+            .is_some_and(|c| c.checksum_offload.rx);
+        let Some(on_loopback) = self
+            .ifaces
+            .get(iface)
+            .filter(|i| i.is_up())
+            .map(|i| i.is_loopback())
+        else {
+            self.stats.ip.in_discards += 1;
+            return None;
+        };
+        let v6 = match packet.first().map(|b| b >> 4) {
+            Some(4) => false,
+            Some(6) => true,
+            _ => {
+                self.stats.ip.in_receives += 1;
+                self.stats.ip.in_hdr_errors += 1;
+                return None;
+            }
+        };
+        if v6 {
+            self.stats.ip6.in_receives += 1;
+        } else {
+            self.stats.ip.in_receives += 1;
+        }
+        let checked = if v6 {
+            ingress::check_v6(&packet)
+        } else {
+            ingress::check_v4(&packet, offload)
+        };
+        let header = match checked {
+            Checked::Ok(h) => h,
+            Checked::Drop(e) => {
+                self.count_header_error(v6, e);
+                return None;
+            }
+            Checked::ParameterProblem { code, pointer, .. } => {
+                self.stats.ip6.in_hdr_errors += 1;
+                let error = if code == 1 {
+                    IcmpError::ProtocolUnreachable { pointer }
+                } else {
+                    IcmpError::ParameterProblem { pointer }
+                };
+                self.icmp_error(now, error, &packet, links);
+                return None;
+            }
+        };
+        packet.truncate(header.total_len);
+        if addr::check_incoming(header.src, header.dst, on_loopback).is_some() {
+            if v6 {
+                self.stats.ip6.in_martians += 1;
+            } else {
+                self.stats.ip.in_martians += 1;
+            }
+            return None;
+        }
+        if !self.accepts(header.dst) {
+            self.forward(now, header, packet, links);
+            return None;
+        }
+        if header.fragment.is_some() {
+            let (whole_header, whole) = self.reassemble(now, packet, links)?;
+            return self.deliver(now, iface, whole_header, whole, offload, links);
+        }
+        self.deliver(now, iface, header, packet, offload, links)
+    }
+
+    /// Whether a packet to `dst` is for this host: one of our addresses (all of 127/8 on
+    /// `lo`), IPv4 limited broadcast, or IPv6 all-nodes multicast.
+    fn accepts(&self, dst: IpAddr) -> bool {
+        self.ifaces.is_local(dst)
+            || dst == IpAddr::V4(Ipv4Addr::BROADCAST)
+            || dst == IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1))
+    }
+
+    fn count_header_error(&mut self, v6: bool, e: HeaderError) {
+        if v6 {
+            match e {
+                HeaderError::Truncated => self.stats.ip6.in_truncated_pkts += 1,
+                HeaderError::NoNextHeader => {}
+                _ => self.stats.ip6.in_hdr_errors += 1,
+            }
+        } else {
+            self.stats.ip.in_hdr_errors += 1;
+            if e == HeaderError::BadChecksum {
+                self.stats.ip.in_csum_errors += 1;
+            }
+        }
+    }
+
+    /// A packet for someone else: forward it if we are a router, else drop and count.
+    fn forward<L: Links>(&mut self, now: Instant, h: Header, mut packet: PacketBuf, links: &mut L) {
+        let v6 = h.dst.is_ipv6();
+        if !self.config.forwarding || h.dst.is_multicast() {
+            if v6 {
+                self.stats.ip6.in_addr_errors += 1;
+            } else {
+                self.stats.ip.in_addr_errors += 1;
+            }
+            return;
+        }
+        // RFC 1812 5.3.1: a router decrements TTL; at 1 or 0 the packet dies with Time
+        // Exceeded (RFC 792, RFC 4443 3.3).
+        if h.ttl <= 1 {
+            if v6 {
+                self.stats.ip6.in_hdr_errors += 1;
+            } else {
+                self.stats.ip.in_hdr_errors += 1;
+            }
+            self.icmp_error(now, IcmpError::TtlExceeded, &packet, links);
+            return;
+        }
+        let decision = match self.route(h.dst) {
+            Ok(d) => d,
+            Err(e) => {
+                if v6 {
+                    self.stats.ip6.in_no_routes += 1;
+                } else {
+                    self.stats.ip.out_no_routes += 1;
+                }
+                let error = match e {
+                    RouteError::Unreachable(_) => IcmpError::HostUnreachable,
+                    _ => IcmpError::NetUnreachable,
+                };
+                self.icmp_error(now, error, &packet, links);
+                return;
+            }
+        };
+        let b = packet.as_mut_slice();
+        if v6 {
+            b[7] -= 1;
+        } else {
+            b[8] -= 1;
+            // RFC 1624: incremental update would do; a fresh sum over 20-60 bytes is clearer.
+            b[10] = 0;
+            b[11] = 0;
+            let ihl = usize::from(b[0] & 0x0f) * 4;
+            let sum = etherparse::checksum::Sum16BitWords::new()
+                .add_slice(&b[..ihl])
+                .ones_complement()
+                .to_be();
+            b[10..12].copy_from_slice(&sum.to_be_bytes());
+        }
+        let out_mtu = self.ifaces.get(decision.iface).map_or(0, |i| i.mtu());
+        let dont_fragment = v6 || packet.get(6).is_some_and(|f| f & 0x40 != 0);
+        if packet.len() > out_mtu && dont_fragment {
+            if v6 {
+                self.stats.ip6.in_too_big_errors += 1;
+            } else {
+                self.stats.ip.frag_fails += 1;
+            }
+            let error = IcmpError::PacketTooBig {
+                mtu: out_mtu as u32,
+            };
+            self.icmp_error(now, error, &packet, links);
+            return;
+        }
+        if v6 {
+            self.stats.ip6.out_forw_datagrams += 1;
+        } else {
+            self.stats.ip.forw_datagrams += 1;
+        }
+        let _ = self.output(now, &decision, packet, links);
+    }
+
+    fn deliver<L: Links>(
+        &mut self,
+        now: Instant,
+        iface: InterfaceId,
+        h: Header,
+        mut packet: PacketBuf,
+        offload: bool,
+        links: &mut L,
+    ) -> Option<Delivery> {
+        let v6 = h.dst.is_ipv6();
+        let meta = IpMeta {
+            src: h.src,
+            dst: h.dst,
+            protocol: h.protocol,
+            ttl: h.ttl,
+            iface,
+            header_len: h.header_len,
+            verify_checksum: !offload,
+        };
+        match (h.protocol, v6) {
+            (proto::ICMP, false) | (proto::ICMPV6, true) => {
+                self.icmp_input(now, meta, packet, offload, links)
+            }
+            (proto::TCP | proto::UDP, _) => {
+                if v6 {
+                    self.stats.ip6.in_delivers += 1;
+                } else {
+                    self.stats.ip.in_delivers += 1;
+                }
+                packet.strip_front(h.header_len).ok()?;
+                Some(Delivery::Transport { meta, packet })
+            }
+            _ => {
+                // RFC 1122 3.2.2.1 / RFC 8200 4: nobody handles this protocol.
+                let error = if v6 {
+                    self.stats.ip6.in_unknown_protos += 1;
+                    IcmpError::ProtocolUnreachable {
+                        pointer: h.protocol_field as u32,
+                    }
+                } else {
+                    self.stats.ip.in_unknown_protos += 1;
+                    IcmpError::ProtocolUnreachable { pointer: 0 }
+                };
+                self.icmp_error(now, error, &packet, links);
+                None
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ ICMP
+
+    fn icmp_input<L: Links>(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        mut packet: PacketBuf,
+        offload: bool,
+        links: &mut L,
+    ) -> Option<Delivery> {
+        let v6 = meta.dst.is_ipv6();
+        // ICMPv4's checksum covers only the message and is always checked; ICMPv6's covers a
+        // pseudo-header and is skipped like TCP's and UDP's when the device vouches.
+        let verify = !v6 || !offload;
+        enum Act {
+            Echo,
+            Reply(EchoReply),
+            Error(IcmpError, QuotedPacket),
+            Nothing,
+        }
+        let act = {
+            let message = packet.get(meta.header_len..).unwrap_or(&[]);
+            match icmp::parse(message, v6, meta.src, meta.dst, verify) {
+                Err(e) => {
+                    let bad_sum = matches!(e, icmp::IcmpParseError::BadChecksum);
+                    let c = if v6 {
+                        &mut self.stats.icmp6.in_errors
+                    } else {
+                        &mut self.stats.icmp.in_errors
+                    };
+                    *c += 1;
+                    if bad_sum {
+                        if v6 {
+                            self.stats.icmp6.in_csum_errors += 1;
+                        } else {
+                            self.stats.icmp.in_csum_errors += 1;
+                        }
+                    }
+                    return None;
+                }
+                Ok(IcmpMessage::EchoRequest { .. }) => Act::Echo,
+                Ok(IcmpMessage::EchoReply { id, seq, payload }) => {
+                    let rtt = payload.get(..8).map(|t| {
+                        let sent = u64::from_be_bytes(t.try_into().expect("8 bytes"));
+                        now.saturating_duration_since(Instant::from_nanos(sent))
+                    });
+                    Act::Reply(EchoReply {
+                        from: meta.src,
+                        id,
+                        seq,
+                        ttl: meta.ttl,
+                        len: message.len(),
+                        rtt,
+                    })
+                }
+                Ok(IcmpMessage::Error { error, quoted }) => Act::Error(error, quoted),
+                Ok(IcmpMessage::Other { .. }) => Act::Nothing,
+            }
+        };
+        if v6 {
+            self.stats.icmp6.in_msgs += 1;
+            self.stats.ip6.in_delivers += 1;
+        } else {
+            self.stats.icmp.in_msgs += 1;
+            self.stats.ip.in_delivers += 1;
+        }
+        match act {
+            Act::Echo => {
+                if v6 {
+                    self.stats.icmp6.in_echos += 1;
+                } else {
+                    self.stats.icmp.in_echos += 1;
+                }
+                // RFC 1122 3.2.2.6: answer echo requests; Linux ignores broadcast ones
+                // (icmp_echo_ignore_broadcasts = 1), and so do we, and multicast ones.
+                if !self.config.echo_reply || meta.dst.is_multicast() || is_broadcast(meta.dst) {
+                    return None;
+                }
+                let turned = if v6 {
+                    icmp::echo_request_to_reply_v6(&mut packet)
+                } else {
+                    icmp::echo_request_to_reply_v4(&mut packet)
+                };
+                if turned.is_err() {
+                    return None;
+                }
+                if self.send_raw(now, packet, meta.src, links).is_ok() {
+                    if v6 {
+                        self.stats.icmp6.out_msgs += 1;
+                        self.stats.icmp6.out_echo_replies += 1;
+                    } else {
+                        self.stats.icmp.out_msgs += 1;
+                        self.stats.icmp.out_echo_reps += 1;
+                    }
+                } else if v6 {
+                    self.stats.icmp6.out_errors += 1;
+                } else {
+                    self.stats.icmp.out_errors += 1;
+                }
+                None
+            }
+            Act::Reply(reply) => {
+                if v6 {
+                    self.stats.icmp6.in_echo_replies += 1;
+                } else {
+                    self.stats.icmp.in_echo_reps += 1;
+                }
+                if self.replies.len() == self.config.max_echo_replies {
+                    self.replies.pop_front();
+                }
+                self.replies.push_back(reply);
+                None
+            }
+            Act::Error(error, quoted) => {
+                self.count_icmp_error_in(v6, error);
+                Some(Delivery::IcmpError {
+                    meta,
+                    error,
+                    quoted,
+                })
+            }
+            Act::Nothing => None,
+        }
+    }
+
+    fn count_icmp_error_in(&mut self, v6: bool, error: IcmpError) {
+        if v6 {
+            let s = &mut self.stats.icmp6;
+            match error {
+                IcmpError::PacketTooBig { .. } => s.in_pkt_too_bigs += 1,
+                IcmpError::TtlExceeded | IcmpError::ReassemblyTimeExceeded => s.in_time_excds += 1,
+                IcmpError::ParameterProblem { .. } | IcmpError::ProtocolUnreachable { .. } => {
+                    s.in_parm_problems += 1
+                }
+                _ => s.in_dest_unreachs += 1,
+            }
+        } else {
+            let s = &mut self.stats.icmp;
+            match error {
+                IcmpError::TtlExceeded | IcmpError::ReassemblyTimeExceeded => s.in_time_excds += 1,
+                IcmpError::ParameterProblem { .. } => s.in_parm_probs += 1,
+                _ => s.in_dest_unreachs += 1,
+            }
+        }
+    }
+
+    /// Sends an ICMP error about `offending` (a whole IP packet as received), unless the
+    /// rules forbid it (never about an ICMP error, a non-first fragment, or a broadcast or
+    /// multicast packet: RFC 1122 3.2.2, RFC 4443 2.4(e)) or the rate limit is reached
+    /// (RFC 1812 4.3.2.8, RFC 4443 2.4(f)). Transport calls this for Port Unreachable.
+    pub fn icmp_error<L: Links>(
+        &mut self,
+        now: Instant,
+        error: IcmpError,
+        offending: &[u8],
+        links: &mut L,
+    ) {
+        if !icmp::may_send_error(offending, error) {
+            return;
+        }
+        let (src, dst) = addresses(offending);
+        let v6 = dst.is_ipv6();
+        if !self.rate.allow(now) {
+            if v6 {
+                self.stats.icmp6.out_rate_limit += 1;
+            } else {
+                self.stats.icmp.out_rate_limit_global += 1;
+            }
+            return;
+        }
+        // Answer from the address the packet was sent to if it is ours, else from the
+        // address the route back chooses.
+        let from = if self.ifaces.is_local(dst) {
+            Some(dst)
+        } else {
+            self.route(src).ok().map(|d| d.src)
+        };
+        let built = match from {
+            Some(IpAddr::V4(a)) => {
+                let ident = self.alloc_ident();
+                icmp::build_error_v4(&self.pool, error, offending, a, ident)
+            }
+            Some(IpAddr::V6(a)) => icmp::build_error_v6(&self.pool, error, offending, a),
+            None => {
+                self.count_icmp_out_error(v6);
+                return;
+            }
+        };
+        let Ok(packet) = built else {
+            self.count_icmp_out_error(v6);
+            return;
+        };
+        if self.send_raw(now, packet, src, links).is_err() {
+            self.count_icmp_out_error(v6);
+            return;
+        }
+        if v6 {
+            let s = &mut self.stats.icmp6;
+            s.out_msgs += 1;
+            match error {
+                IcmpError::PacketTooBig { .. } => s.out_pkt_too_bigs += 1,
+                IcmpError::TtlExceeded | IcmpError::ReassemblyTimeExceeded => s.out_time_excds += 1,
+                IcmpError::ParameterProblem { .. } | IcmpError::ProtocolUnreachable { .. } => {
+                    s.out_parm_problems += 1
+                }
+                _ => s.out_dest_unreachs += 1,
+            }
+        } else {
+            let s = &mut self.stats.icmp;
+            s.out_msgs += 1;
+            match error {
+                IcmpError::TtlExceeded | IcmpError::ReassemblyTimeExceeded => s.out_time_excds += 1,
+                IcmpError::ParameterProblem { .. } => s.out_parm_probs += 1,
+                _ => s.out_dest_unreachs += 1,
+            }
+        }
+    }
+
+    fn count_icmp_out_error(&mut self, v6: bool) {
+        if v6 {
+            self.stats.icmp6.out_errors += 1;
+        } else {
+            self.stats.icmp.out_errors += 1;
+        }
+    }
+
+    /// Sends an echo request for `ping`: `size` bytes of data after the ICMP header, the
+    /// first 8 of them the send time (as iputils does), so the reply carries its own
+    /// round-trip time back.
+    pub fn send_echo_request<L: Links>(
+        &mut self,
+        now: Instant,
+        dst: IpAddr,
+        id: u16,
+        seq: u16,
+        size: usize,
+        links: &mut L,
+    ) -> Result<(), SendError> {
+        let v6 = dst.is_ipv6();
+        let decision = self.route(dst).inspect_err(|_| self.count_no_route(v6))?;
+        self.scratch.clear();
+        self.scratch
+            .extend((0..size).map(|i| (i as u8).wrapping_add(0x10)));
+        if size >= 8 {
+            self.scratch[..8].copy_from_slice(&now.as_nanos().to_be_bytes());
+        }
+        let addrs = match (decision.src, dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => Some((s, d)),
+            _ => None,
+        };
+        let packet =
+            icmp::build_echo_request(&self.pool, addrs, id, seq, &self.scratch).map_err(|_| {
+                SendError::Pool(PoolError::TooLarge {
+                    requested: size,
+                    largest: self.pool.max_packet(),
+                })
+            })?;
+        let protocol = if v6 { proto::ICMPV6 } else { proto::ICMP };
+        let options = SendOptions {
+            src: Some(decision.src),
+            ..SendOptions::default()
+        };
+        self.send(now, packet, dst, protocol, options, links)?;
+        if v6 {
+            self.stats.icmp6.out_msgs += 1;
+            self.stats.icmp6.out_echos += 1;
+        } else {
+            self.stats.icmp.out_msgs += 1;
+            self.stats.icmp.out_echos += 1;
+        }
+        Ok(())
+    }
+}
+
+fn is_broadcast(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V4(a) if a.is_broadcast())
+}
+
+/// Source and destination of a whole IP packet, unspecified if it is too short to tell.
+fn addresses(packet: &[u8]) -> (IpAddr, IpAddr) {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= 20 => (
+            IpAddr::V4(Ipv4Addr::new(
+                packet[12], packet[13], packet[14], packet[15],
+            )),
+            IpAddr::V4(Ipv4Addr::new(
+                packet[16], packet[17], packet[18], packet[19],
+            )),
+        ),
+        Some(6) if packet.len() >= 40 => (
+            IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&packet[8..24]).expect("16 bytes"),
+            )),
+            IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&packet[24..40]).expect("16 bytes"),
+            )),
+        ),
+        _ => (
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        ),
+    }
+}

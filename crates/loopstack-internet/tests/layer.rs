@@ -1,0 +1,577 @@
+//! The internet layer driven end to end: hosts with a real `Loopback` device, and pairs of
+//! hosts joined by a simulated point-to-point wire, stepped on a virtual clock.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use etherparse::{IpNumber, PacketBuilder};
+use loopstack_buf::{PacketBuf, PacketPool, PoolConfig};
+use loopstack_internet::icmp::IcmpError;
+use loopstack_internet::iface::{InterfaceId, InterfaceKind};
+use loopstack_internet::layer::{
+    Delivery, Internet, InternetConfig, Links, SendError, SendOptions,
+};
+use loopstack_internet::route::{Route, RouteError};
+use loopstack_internet::Cidr;
+use loopstack_link::{
+    ChecksumOffload, Device, DeviceCapabilities, Instant, Loopback, Medium, TxError,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn cidr(s: &str) -> Cidr {
+    s.parse().unwrap()
+}
+
+/// The devices of one host: `lo`, and optionally one end of a wire (interface 2), whose
+/// transmitted packets queue up for the host at the other end.
+struct Devices {
+    lo: Loopback,
+    wire_out: VecDeque<PacketBuf>,
+    wire_mtu: usize,
+}
+
+impl Links for Devices {
+    fn capabilities(&self, iface: InterfaceId) -> Option<DeviceCapabilities> {
+        match iface.0 {
+            1 => Some(self.lo.capabilities()),
+            2 => Some(DeviceCapabilities {
+                mtu: self.wire_mtu,
+                medium: Medium::Ip,
+                checksum_offload: ChecksumOffload::NONE,
+            }),
+            _ => None,
+        }
+    }
+    fn transmit(&mut self, now: Instant, iface: InterfaceId, p: PacketBuf) -> Result<(), TxError> {
+        match iface.0 {
+            1 => self.lo.transmit(now, p),
+            2 if p.len() > self.wire_mtu => Err(TxError::TooLarge {
+                len: p.len(),
+                mtu: self.wire_mtu,
+            }),
+            2 => {
+                self.wire_out.push_back(p);
+                Ok(())
+            }
+            _ => Err(TxError::Io(std::io::ErrorKind::NotFound)),
+        }
+    }
+}
+
+struct Host {
+    ip: Internet,
+    dev: Devices,
+    pool: PacketPool,
+    delivered: Vec<Delivery>,
+}
+
+impl Host {
+    fn new(pool: &PacketPool) -> Self {
+        Host {
+            ip: Internet::new(pool.clone(), InternetConfig::default()),
+            dev: Devices {
+                lo: Loopback::new(),
+                wire_out: VecDeque::new(),
+                wire_mtu: 1500,
+            },
+            pool: pool.clone(),
+            delivered: Vec::new(),
+        }
+    }
+
+    /// Gives the host a wire interface with `addr`.
+    fn wired(pool: &PacketPool, addr: &str, mtu: usize) -> Self {
+        let mut h = Host::new(pool);
+        let id =
+            h.ip.add_interface("sim0", InterfaceKind::PointToPoint, mtu)
+                .unwrap();
+        assert_eq!(id, InterfaceId(2));
+        h.ip.add_address(id, cidr(addr)).unwrap();
+        h.dev.wire_mtu = mtu;
+        h
+    }
+
+    /// Processes everything queued on `lo` until quiet.
+    fn run_lo(&mut self, now: Instant) {
+        while let Some(p) = self.dev.lo.receive(now) {
+            if let Some(d) = self
+                .ip
+                .receive(now, InterfaceId::LOOPBACK, p, &mut self.dev)
+            {
+                self.delivered.push(d);
+            }
+        }
+    }
+
+    fn inject(&mut self, now: Instant, iface: InterfaceId, bytes: &[u8]) {
+        let p = self.pool.alloc_from_slice(bytes).unwrap();
+        if let Some(d) = self.ip.receive(now, iface, p, &mut self.dev) {
+            self.delivered.push(d);
+        }
+        self.run_lo(now);
+    }
+
+    fn ping(&mut self, now: Instant, dst: &str, seq: u16, size: usize) -> Result<(), SendError> {
+        self.ip
+            .send_echo_request(now, ip(dst), 7, seq, size, &mut self.dev)?;
+        self.run_lo(now);
+        Ok(())
+    }
+}
+
+/// Moves everything on the wire between two hosts until both are quiet.
+fn run_wire(a: &mut Host, b: &mut Host, now: Instant) {
+    loop {
+        let mut moved = false;
+        while let Some(p) = a.dev.wire_out.pop_front() {
+            moved = true;
+            if let Some(d) = b.ip.receive(now, InterfaceId(2), p, &mut b.dev) {
+                b.delivered.push(d);
+            }
+            b.run_lo(now);
+        }
+        while let Some(p) = b.dev.wire_out.pop_front() {
+            moved = true;
+            if let Some(d) = a.ip.receive(now, InterfaceId(2), p, &mut a.dev) {
+                a.delivered.push(d);
+            }
+            a.run_lo(now);
+        }
+        if !moved {
+            break;
+        }
+    }
+}
+
+fn pool() -> PacketPool {
+    PacketPool::new(PoolConfig::default()).unwrap()
+}
+
+fn udp_bytes(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
+    let b = match (ip(src), ip(dst)) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            PacketBuilder::ipv4(s.octets(), d.octets(), 64).udp(5000, 6000)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            PacketBuilder::ipv6(s.octets(), d.octets(), 64).udp(5000, 6000)
+        }
+        _ => unreachable!(),
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+#[test]
+fn every_loopback_address_answers_ping() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    let now = Instant::from_millis(1);
+    let targets = [
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.255.255.254",
+        "127.1.2.3",
+        "::1",
+    ];
+    for (seq, t) in targets.iter().enumerate() {
+        h.ping(now, t, seq as u16, 56).unwrap();
+        let r =
+            h.ip.take_echo_reply()
+                .unwrap_or_else(|| panic!("no reply from {t}"));
+        assert_eq!(r.from, ip(t), "reply comes from the address pinged");
+        assert_eq!((r.id, r.seq, r.ttl, r.len), (7, seq as u16, 64, 64));
+        assert_eq!(r.rtt, Some(Duration::ZERO));
+    }
+    let s = h.ip.stats();
+    assert_eq!(
+        (s.icmp.out_echos, s.icmp.in_echos, s.icmp.out_echo_reps),
+        (4, 4, 4)
+    );
+    assert_eq!(s.icmp.in_echo_reps, 4);
+    assert_eq!((s.icmp6.out_echos, s.icmp6.in_echo_replies), (1, 1));
+    assert_eq!(pool.stats().in_use(), 0, "every buffer went back");
+}
+
+#[test]
+fn unroutable_destinations_fail_clearly() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    let now = Instant::ZERO;
+    for dst in ["8.8.8.8", "192.0.2.1", "::2", "2001:db8::1"] {
+        let err = h.ping(now, dst, 1, 56).unwrap_err();
+        assert_eq!(err, SendError::Route(RouteError::NoRoute(ip(dst))), "{dst}");
+        assert!(err.to_string().contains("network is unreachable"), "{err}");
+    }
+    assert_eq!(h.ip.stats().ip.out_no_routes, 2);
+    assert_eq!(h.ip.stats().ip6.out_no_routes, 2);
+}
+
+#[test]
+fn echo_replies_can_be_switched_off() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    h.ip.config_mut().echo_reply = false;
+    h.ping(Instant::ZERO, "127.0.0.1", 1, 56).unwrap();
+    assert!(h.ip.take_echo_reply().is_none());
+    assert_eq!(h.ip.stats().icmp.in_echos, 1);
+    assert_eq!(h.ip.stats().icmp.out_echo_reps, 0);
+}
+
+#[test]
+fn transport_packets_are_delivered_with_headers_stripped() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    for (src, dst) in [("127.0.0.1", "127.0.0.9"), ("::1", "::1")] {
+        h.inject(
+            Instant::ZERO,
+            InterfaceId::LOOPBACK,
+            &udp_bytes(src, dst, b"hello"),
+        );
+        let Some(Delivery::Transport { meta, mut packet }) = h.delivered.pop() else {
+            panic!("not delivered")
+        };
+        assert_eq!((meta.src, meta.dst, meta.protocol), (ip(src), ip(dst), 17));
+        assert_eq!(&packet[8..], b"hello");
+        // The header can be restored for an ICMP error.
+        packet.unstrip_front(meta.header_len).unwrap();
+        assert_eq!(packet[0] >> 4, if meta.dst.is_ipv6() { 6 } else { 4 });
+    }
+}
+
+/// Martians arriving on the wire: dropped and counted, never delivered.
+#[test]
+fn martians_on_a_non_loopback_interface_are_dropped() {
+    let pool = pool();
+    let cases = [
+        ("127.0.0.1", "192.0.2.2"),
+        ("192.0.2.1", "127.0.0.1"),
+        ("224.0.0.5", "192.0.2.2"),
+        ("0.1.2.3", "192.0.2.2"),
+        ("::1", "2001:db8::2"),
+        ("2001:db8::1", "::1"),
+        ("ff02::1", "2001:db8::2"),
+    ];
+    let mut h = Host::wired(&pool, "192.0.2.2/24", 1500);
+    h.ip.add_address(InterfaceId(2), cidr("2001:db8::2/64"))
+        .unwrap();
+    for (src, dst) in cases {
+        h.inject(Instant::ZERO, InterfaceId(2), &udp_bytes(src, dst, b"x"));
+        assert!(h.delivered.is_empty(), "{src} -> {dst} was delivered");
+    }
+    let s = h.ip.stats();
+    assert_eq!(s.ip.in_martians + s.ip6.in_martians, cases.len() as u64);
+    // The same kind of packet from a proper address is delivered.
+    h.inject(
+        Instant::ZERO,
+        InterfaceId(2),
+        &udp_bytes("192.0.2.1", "192.0.2.2", b"x"),
+    );
+    assert_eq!(h.delivered.len(), 1);
+}
+
+#[test]
+fn the_stack_never_sends_loopback_sources_onto_the_wire() {
+    let pool = pool();
+    let mut h = Host::wired(&pool, "192.0.2.2/24", 1500);
+    let buf = pool.alloc_from_slice(&[0u8; 8]).unwrap();
+    let err =
+        h.ip.send(
+            Instant::ZERO,
+            buf,
+            ip("192.0.2.1"),
+            17,
+            SendOptions {
+                src: Some(ip("127.0.0.1")),
+                ..Default::default()
+            },
+            &mut h.dev,
+        )
+        .unwrap_err();
+    assert!(matches!(err, SendError::Martian(_)), "{err}");
+    assert!(h.dev.wire_out.is_empty());
+    let buf = pool.alloc_from_slice(&[0u8; 8]).unwrap();
+    let err =
+        h.ip.send(
+            Instant::ZERO,
+            buf,
+            ip("127.0.0.1"),
+            17,
+            SendOptions {
+                src: Some(ip("10.9.9.9")),
+                ..Default::default()
+            },
+            &mut h.dev,
+        )
+        .unwrap_err();
+    assert_eq!(err, SendError::AddrNotAvailable(ip("10.9.9.9")));
+}
+
+/// Malformed headers of every kind are dropped and counted, never delivered, never a panic.
+/// They arrive on the wire, whose device offers no checksum offload, so every check runs.
+#[test]
+fn malformed_packets_are_counted() {
+    let pool = pool();
+    let mut h = Host::wired(&pool, "192.0.2.2/24", 1500);
+    let good = udp_bytes("192.0.2.1", "192.0.2.2", b"hello");
+    let mutated = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut p = good.clone();
+        f(&mut p);
+        p
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("one byte", vec![0x45]),
+        ("19 bytes", good[..19].to_vec()),
+        ("bad header checksum", mutated(&|p| p[10] ^= 0xff)),
+        ("total length < header", mutated(&|p| p[3] = 10)),
+        ("total length > packet", mutated(&|p| p[3] = 200)),
+        ("version 7", vec![0x75; 40]),
+    ];
+    for (what, c) in &cases {
+        h.inject(Instant::ZERO, InterfaceId(2), c);
+        assert!(h.delivered.is_empty(), "{what} was delivered");
+    }
+    let s = h.ip.stats();
+    assert_eq!(s.ip.in_receives, cases.len() as u64);
+    assert_eq!(s.ip.in_hdr_errors, cases.len() as u64);
+    assert_eq!(s.ip.in_csum_errors, 1);
+    let v6 = udp_bytes("2001:db8::1", "2001:db8::2", b"x");
+    h.inject(Instant::ZERO, InterfaceId(2), &v6[..39]);
+    h.inject(Instant::ZERO, InterfaceId(2), &v6[..45]);
+    assert_eq!(h.ip.stats().ip6.in_truncated_pkts, 2);
+    // The good packet itself is delivered.
+    h.inject(Instant::ZERO, InterfaceId(2), &good);
+    assert_eq!(h.delivered.len(), 1);
+}
+
+/// On `lo` the device vouches for its packets (checksum offload), as Linux's does, so a
+/// damaged header checksum is not even looked at there.
+#[test]
+fn loopback_offload_skips_header_checksums() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    let mut p = udp_bytes("127.0.0.1", "127.0.0.1", b"hello");
+    p[10] ^= 0xff;
+    h.inject(Instant::ZERO, InterfaceId::LOOPBACK, &p);
+    assert_eq!(h.delivered.len(), 1);
+    assert_eq!(h.ip.stats().ip.in_csum_errors, 0);
+}
+
+#[test]
+fn unknown_protocols_get_protocol_unreachable_back() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    let mut p = udp_bytes("127.0.0.1", "127.0.0.1", b"hello");
+    p[9] = 253;
+    p[10] = 0;
+    p[11] = 0;
+    let sum = etherparse::Ipv4HeaderSlice::from_slice(&p)
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    h.inject(Instant::ZERO, InterfaceId::LOOPBACK, &p);
+    // The error came back to us (we sent it to ourselves), and is passed up to transport.
+    match h.delivered.pop() {
+        Some(Delivery::IcmpError { error, quoted, .. }) => {
+            assert_eq!(error, IcmpError::ProtocolUnreachable { pointer: 0 });
+            assert_eq!(quoted.protocol, 253);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.ip.stats().ip.in_unknown_protos, 1);
+    assert_eq!(h.ip.stats().icmp.out_dest_unreachs, 1);
+}
+
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    let mut p = udp_bytes("127.0.0.1", "127.0.0.1", b"x");
+    p[9] = 253;
+    p[10] = 0;
+    p[11] = 0;
+    let sum = etherparse::Ipv4HeaderSlice::from_slice(&p)
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    for _ in 0..200 {
+        h.inject(Instant::ZERO, InterfaceId::LOOPBACK, &p);
+    }
+    let s = h.ip.stats();
+    assert_eq!(s.icmp.out_dest_unreachs, 50, "the burst");
+    assert_eq!(s.icmp.out_rate_limit_global, 150);
+    // A millisecond later one more token is there (1000 per second).
+    h.inject(Instant::from_millis(1), InterfaceId::LOOPBACK, &p);
+    assert_eq!(h.ip.stats().icmp.out_dest_unreachs, 51);
+}
+
+/// A datagram bigger than the wire's MTU is fragmented by the sender and reassembled by the
+/// receiver, for IPv4 and IPv6, with the payload intact.
+#[test]
+fn fragmentation_across_a_small_mtu_link() {
+    let pool = pool();
+    let mut a = Host::wired(&pool, "192.0.2.1/24", 1500);
+    let mut b = Host::wired(&pool, "192.0.2.2/24", 1500);
+    a.ip.add_address(InterfaceId(2), cidr("2001:db8::1/64"))
+        .unwrap();
+    b.ip.add_address(InterfaceId(2), cidr("2001:db8::2/64"))
+        .unwrap();
+    let payload: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
+    for (src, dst) in [("192.0.2.1", "192.0.2.2"), ("2001:db8::1", "2001:db8::2")] {
+        let full = udp_bytes(src, dst, &payload);
+        // Hand the UDP message (everything after the IP header) to `send`.
+        let ip_len = if ip(dst).is_ipv6() { 40 } else { 20 };
+        let msg = pool.alloc_from_slice(&full[ip_len..]).unwrap();
+        a.ip.send(
+            Instant::ZERO,
+            msg,
+            ip(dst),
+            17,
+            SendOptions {
+                src: Some(ip(src)),
+                ..Default::default()
+            },
+            &mut a.dev,
+        )
+        .unwrap();
+        assert!(
+            a.dev.wire_out.len() >= 5,
+            "fragmented into {}",
+            a.dev.wire_out.len()
+        );
+        assert!(a.dev.wire_out.iter().all(|f| f.len() <= 1500));
+        // Deliver the fragments in reverse order.
+        let frags: Vec<PacketBuf> = a.dev.wire_out.drain(..).rev().collect();
+        for f in frags {
+            if let Some(d) = b.ip.receive(Instant::ZERO, InterfaceId(2), f, &mut b.dev) {
+                b.delivered.push(d);
+            }
+        }
+        match b.delivered.pop() {
+            Some(Delivery::Transport { meta, packet }) => {
+                assert_eq!(meta.src, ip(src));
+                assert_eq!(&packet[8..], &payload[..]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let (sa, sb) = (a.ip.stats(), b.ip.stats());
+    assert_eq!((sa.ip.frag_oks, sa.ip6.frag_oks), (1, 1));
+    assert_eq!((sb.ip.reasm_oks, sb.ip6.reasm_oks), (1, 1));
+    // With Don't Fragment, the sender refuses instead.
+    let msg = pool.alloc_from_slice(&[0u8; 3000]).unwrap();
+    let err =
+        a.ip.send(
+            Instant::ZERO,
+            msg,
+            ip("192.0.2.2"),
+            17,
+            SendOptions {
+                dont_fragment: true,
+                ..Default::default()
+            },
+            &mut a.dev,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SendError::MessageTooLong {
+            len: 3020,
+            mtu: 1500
+        }
+    );
+}
+
+#[test]
+fn reassembly_timeout_answers_time_exceeded() {
+    let pool = pool();
+    let mut a = Host::wired(&pool, "192.0.2.1/24", 1500);
+    let mut b = Host::wired(&pool, "192.0.2.2/24", 1500);
+    let payload = vec![1u8; 4000];
+    let msg = pool
+        .alloc_from_slice(&udp_bytes("192.0.2.1", "192.0.2.2", &payload)[20..])
+        .unwrap();
+    a.ip.send(
+        Instant::ZERO,
+        msg,
+        ip("192.0.2.2"),
+        17,
+        Default::default(),
+        &mut a.dev,
+    )
+    .unwrap();
+    // Lose the last fragment.
+    a.dev.wire_out.pop_back();
+    run_wire(&mut a, &mut b, Instant::ZERO);
+    assert!(b.delivered.is_empty());
+    let due = b.ip.poll_at().expect("a reassembly is pending");
+    assert_eq!(due, Instant::from_secs(30));
+    b.ip.poll(due, &mut b.dev);
+    run_wire(&mut a, &mut b, due);
+    assert_eq!(b.ip.stats().ip.reasm_timeout, 1);
+    assert_eq!(b.ip.stats().icmp.out_time_excds, 1);
+    match a.delivered.pop() {
+        Some(Delivery::IcmpError { error, quoted, .. }) => {
+            assert_eq!(error, IcmpError::ReassemblyTimeExceeded);
+            assert_eq!(quoted.dst, ip("192.0.2.2"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Forwarding: off by default; on, a router decrements TTL and answers Time Exceeded when it
+/// runs out, and never forwards loopback addresses.
+#[test]
+fn forwarding_is_off_by_default_and_decrements_ttl_when_on() {
+    let pool = pool();
+    let mut router = Host::wired(&pool, "192.0.2.1/24", 1500);
+    let to_elsewhere = udp_bytes("192.0.2.9", "198.51.100.7", b"x");
+    router.inject(Instant::ZERO, InterfaceId(2), &to_elsewhere);
+    assert_eq!(router.ip.stats().ip.in_addr_errors, 1);
+    assert!(router.dev.wire_out.is_empty());
+
+    router.ip.config_mut().forwarding = true;
+    router
+        .ip
+        .routes_mut()
+        .add(Route::via(
+            cidr("198.51.100.0/24"),
+            ip("192.0.2.254"),
+            InterfaceId(2),
+        ))
+        .unwrap();
+    router.inject(Instant::ZERO, InterfaceId(2), &to_elsewhere);
+    let out = router.dev.wire_out.pop_front().expect("forwarded");
+    assert_eq!(out[8], 63, "TTL decremented");
+    let h = etherparse::Ipv4HeaderSlice::from_slice(&out).unwrap();
+    assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
+    assert_eq!(router.ip.stats().ip.forw_datagrams, 1);
+
+    // TTL 1: Time Exceeded goes back to the sender, the packet goes nowhere.
+    let mut dying = to_elsewhere.clone();
+    dying[8] = 1;
+    dying[10] = 0;
+    dying[11] = 0;
+    let sum = etherparse::Ipv4HeaderSlice::from_slice(&dying)
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    dying[10..12].copy_from_slice(&sum.to_be_bytes());
+    router.inject(Instant::ZERO, InterfaceId(2), &dying);
+    let back = router.dev.wire_out.pop_front().expect("time exceeded sent");
+    let parsed = etherparse::SlicedPacket::from_ip(&back).unwrap();
+    match parsed.transport {
+        Some(etherparse::TransportSlice::Icmpv4(i)) => assert_eq!(i.type_u8(), 11),
+        other => panic!("{other:?}"),
+    }
+    assert!(router.dev.wire_out.is_empty());
+    assert_eq!(router.ip.stats().icmp.out_time_excds, 1);
+    let _ = IpNumber::UDP;
+}
