@@ -78,6 +78,8 @@ pub struct TourReport {
     pub refused: u64,
     /// Records written to the pcap capture.
     pub captured: u64,
+    /// Echo replies received by the tour's pings.
+    pub ping_replies: u64,
 }
 
 /// One packet the sender builds: addresses, ports, and what it carries.
@@ -604,7 +606,57 @@ pub fn run<O: Write, T: Write, P: Write>(
         "received: {} ok, {} bad checksum, {} malformed",
         report.received_ok, report.received_bad, report.received_malformed
     )?;
+
+    internet_section(out, &mut report)?;
     Ok(report)
+}
+
+/// The internet layer's turn: the interface table, then pings through the real layer
+/// (`loopstack-internet`) on a fresh host, on a simulated clock so the output is the same
+/// every run.
+fn internet_section<O: Write>(out: &mut O, report: &mut TourReport) -> Result<(), TourError> {
+    use crate::host::Host;
+    use crate::ping::{self, PingOptions, SimClock};
+
+    let pool = PacketPool::new(PoolConfig::default())?;
+    let mut host = Host::new(pool, Box::new(Loopback::new()));
+    writeln!(
+        out,
+        "\n== 6. the internet layer (loopstack-internet): ip addr show lo"
+    )?;
+    let table = host
+        .ip
+        .interfaces()
+        .render_ip_addr(Some("lo"), &|_| None)
+        .expect("lo exists");
+    write!(out, "{table}")?;
+    writeln!(
+        out,
+        "\n(the tour's clock is simulated, so round trips show 0 ms: `loopstack ping` uses the real one)"
+    )?;
+    for target in ["127.0.0.1", "127.0.0.2", "::1"] {
+        writeln!(out, "\n$ loopstack ping -c 2 {target}")?;
+        let options = PingOptions {
+            target: target.to_owned(),
+            count: 2,
+            ipv6: target.contains(':'),
+            ..PingOptions::default()
+        };
+        let mut clock = SimClock::default();
+        let summary = ping::run(&options, &mut host, &mut clock, out, &mut io::sink())?;
+        report.ping_replies += u64::from(summary.received);
+    }
+    let s = host.ip.stats();
+    writeln!(
+        out,
+        "\nIcmp: InEchos {} OutEchoReps {} InEchoReps {}; Icmp6: InEchos {} OutEchoReplies {}",
+        s.icmp.in_echos,
+        s.icmp.out_echo_reps,
+        s.icmp.in_echo_reps,
+        s.icmp6.in_echos,
+        s.icmp6.out_echo_replies
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -626,6 +678,16 @@ mod tests {
         assert_eq!(r.received_ok, 6, "{out}");
         assert_eq!((r.received_bad, r.received_malformed, r.refused), (0, 0, 0));
         assert_eq!(r.captured, 6);
+        assert_eq!(r.ping_replies, 6, "{out}");
+        assert!(out.contains("64 bytes from 127.0.0.2: icmp_seq=2 ttl=64 time=0.000 ms"));
+        assert!(
+            out.contains("64 bytes from ::1: icmp_seq=1 ttl=64"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    inet 127.0.0.1/8 scope host lo\n"),
+            "{out}"
+        );
         assert!(out.contains("payload 16 B \"Hello, Loopback!\""), "{out}");
         assert!(out.contains("payload 65507 B"), "{out}");
         // The pool is empty again at the end.
