@@ -12,7 +12,7 @@
 //! a Fragment header hands the packet to reassembly (4.5). An unknown next header is
 //! answered with Parameter Problem code 1, pointing at the field that named it (4).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use etherparse::checksum::Sum16BitWords;
 
@@ -122,20 +122,18 @@ pub enum Checked {
 /// that vouches for its packets); the IPv4 header checksum is cheap and is never skipped on
 /// a capture or a lossy link, because their devices do not offer that.
 pub fn check_v4(b: &[u8], skip_checksum: bool) -> Checked {
-    if b.len() < 20 {
-        return Checked::Drop(HeaderError::Truncated);
-    }
-    if b[0] >> 4 != 4 {
-        return Checked::Drop(HeaderError::BadVersion);
-    }
-    let ihl = usize::from(b[0] & 0x0f) * 4;
-    if ihl < 20 {
-        return Checked::Drop(HeaderError::BadHeaderLength);
-    }
-    if b.len() < ihl {
-        return Checked::Drop(HeaderError::Truncated);
-    }
-    let total_len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+    use etherparse::err::ipv4::{HeaderError as Bad, HeaderSliceError};
+    // etherparse checks the version, the header length, and that the header fits.
+    let h = match etherparse::Ipv4HeaderSlice::from_slice(b) {
+        Ok(h) => h,
+        Err(HeaderSliceError::Len(_)) => return Checked::Drop(HeaderError::Truncated),
+        Err(HeaderSliceError::Content(Bad::UnexpectedVersion { .. })) => {
+            return Checked::Drop(HeaderError::BadVersion)
+        }
+        Err(HeaderSliceError::Content(_)) => return Checked::Drop(HeaderError::BadHeaderLength),
+    };
+    let ihl = h.slice().len();
+    let total_len = usize::from(h.total_len());
     if total_len < ihl {
         return Checked::Drop(HeaderError::BadTotalLength);
     }
@@ -143,23 +141,22 @@ pub fn check_v4(b: &[u8], skip_checksum: bool) -> Checked {
         return Checked::Drop(HeaderError::Truncated);
     }
     // RFC 1071: the one's-complement sum of the header, checksum included, is all ones.
-    if !skip_checksum && Sum16BitWords::new().add_slice(&b[..ihl]).ones_complement() != 0 {
+    if !skip_checksum && Sum16BitWords::new().add_slice(h.slice()).ones_complement() != 0 {
         return Checked::Drop(HeaderError::BadChecksum);
     }
-    let flags_frag = u16::from_be_bytes([b[6], b[7]]);
-    let more = flags_frag & 0x2000 != 0;
-    let offset = usize::from(flags_frag & 0x1fff) * 8;
+    let more = h.more_fragments();
+    let offset = usize::from(h.fragments_offset().value()) * 8;
     let fragment = (more || offset > 0).then_some(Fragment {
         offset,
         more,
-        ident: u32::from(u16::from_be_bytes([b[4], b[5]])),
+        ident: u32::from(h.identification()),
         header_offset: 0,
     });
     Checked::Ok(Header {
-        src: IpAddr::V4(Ipv4Addr::new(b[12], b[13], b[14], b[15])),
-        dst: IpAddr::V4(Ipv4Addr::new(b[16], b[17], b[18], b[19])),
-        protocol: b[9],
-        ttl: b[8],
+        src: IpAddr::V4(h.source_addr()),
+        dst: IpAddr::V4(h.destination_addr()),
+        protocol: h.protocol().0,
+        ttl: h.ttl(),
         header_len: ihl,
         total_len,
         fragment,
@@ -169,6 +166,10 @@ pub fn check_v4(b: &[u8], skip_checksum: bool) -> Checked {
 
 /// Validates an IPv6 header and walks its extension headers to the upper-layer header. A
 /// Fragment header ends the walk: what follows it is only known after reassembly.
+///
+/// The walk is written out here rather than left to etherparse's `Ipv6Slice`, because the
+/// answers RFC 8200 requires (Parameter Problem with a pointer to the offending byte, option
+/// actions by type bits) need the byte offset of every field, which a parsed view hides.
 pub fn check_v6(b: &[u8]) -> Checked {
     if b.len() < 40 {
         return Checked::Drop(HeaderError::Truncated);
