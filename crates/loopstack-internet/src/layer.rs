@@ -194,6 +194,9 @@ pub struct Internet {
     reasm4: Reassembler,
     reasm6: Reassembler,
     next_frag_ident: u32,
+    /// Every (interface, address) pair, as source selection wants them. Kept here, and
+    /// refreshed only when an address changes, so that routing a packet allocates nothing.
+    addrs: Vec<(InterfaceId, Cidr)>,
 }
 
 impl Internet {
@@ -208,7 +211,6 @@ impl Internet {
             let _ = routes.add(Route::local(cidr, id));
         }
         Internet {
-            ifaces,
             routes,
             rate: RateLimiter::new(config.icmp_errors_per_sec, config.icmp_errors_burst),
             replies: VecDeque::with_capacity(config.max_echo_replies),
@@ -221,6 +223,8 @@ impl Internet {
             reasm6: Reassembler::new(ReassemblyConfig::ipv6(), pool.clone())
                 .expect("the default IPv6 reassembly config is valid"),
             next_frag_ident: 0,
+            addrs: ifaces.all_addrs().collect(),
+            ifaces,
             pool,
         }
     }
@@ -270,6 +274,7 @@ impl Internet {
     /// its prefix on other interfaces.
     pub fn add_address(&mut self, iface: InterfaceId, cidr: Cidr) -> Result<(), IfaceError> {
         self.ifaces.add_addr(iface, cidr)?;
+        self.addrs = self.ifaces.all_addrs().collect();
         let loopback = self.ifaces.get(iface).is_some_and(|i| i.is_loopback());
         if loopback {
             let _ = self.routes.add(Route::local(cidr, iface));
@@ -289,8 +294,7 @@ impl Internet {
     /// Where a packet to `dst` would go, and from which source: `ip route get`. Transport
     /// calls this first, because its checksum covers the source address.
     pub fn route(&self, dst: IpAddr) -> Result<RouteDecision, RouteError> {
-        let addrs: Vec<(InterfaceId, Cidr)> = self.ifaces.all_addrs().collect();
-        self.routes.route_get(dst, &addrs)
+        self.routes.route_get(dst, &self.addrs)
     }
 
     /// The next time [`poll`](Self::poll) has work: reassembly timeouts.
