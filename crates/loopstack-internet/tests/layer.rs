@@ -575,3 +575,58 @@ fn forwarding_is_off_by_default_and_decrements_ttl_when_on() {
     assert_eq!(router.ip.stats().icmp.out_time_excds, 1);
     let _ = IpNumber::UDP;
 }
+
+/// RFC 8200 4: an unknown next header is answered with Parameter Problem code 1 pointing at
+/// the field that named it; here the IPv6 header's own Next Header, byte 6.
+#[test]
+fn ipv6_unknown_next_header_gets_parameter_problem() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    let mut p = udp_bytes("::1", "::1", b"hello");
+    p[6] = 253;
+    h.inject(Instant::ZERO, InterfaceId::LOOPBACK, &p);
+    match h.delivered.pop() {
+        Some(Delivery::IcmpError { error, quoted, .. }) => {
+            assert_eq!(error, IcmpError::ProtocolUnreachable { pointer: 6 });
+            assert_eq!(quoted.protocol, 253);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.ip.stats().ip6.in_unknown_protos, 1);
+    assert_eq!(h.ip.stats().icmp6.out_parm_problems, 1);
+}
+
+/// A router cannot fragment a packet with Don't Fragment set: it answers Fragmentation
+/// Needed with the next hop's MTU (RFC 1191), and sends nothing on.
+#[test]
+fn forwarding_a_dont_fragment_packet_over_a_small_link_answers_frag_needed() {
+    let pool = pool();
+    let mut router = Host::wired(&pool, "192.0.2.1/24", 1500);
+    router.ip.config_mut().forwarding = true;
+    let small = router
+        .ip
+        .add_interface("sim1", InterfaceKind::PointToPoint, 576)
+        .unwrap();
+    router
+        .ip
+        .add_address(small, cidr("198.51.100.1/24"))
+        .unwrap();
+    // udp_bytes sets DF (etherparse's default for IPv4).
+    let big = udp_bytes("192.0.2.9", "198.51.100.7", &[0u8; 1000]);
+    assert_ne!(big[6] & 0x40, 0, "DF is set");
+    router.inject(Instant::ZERO, InterfaceId(2), &big);
+    let back = router.dev.wire_out.pop_front().expect("an ICMP error");
+    let parsed = etherparse::SlicedPacket::from_ip(&back).unwrap();
+    match parsed.transport {
+        Some(etherparse::TransportSlice::Icmpv4(i)) => {
+            assert_eq!((i.type_u8(), i.code_u8()), (3, 4));
+            assert_eq!(
+                u16::from_be_bytes([i.bytes5to8()[2], i.bytes5to8()[3]]),
+                576
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(router.dev.wire_out.is_empty());
+    assert_eq!(router.ip.stats().ip.forw_datagrams, 0);
+}
