@@ -4,56 +4,12 @@
 //! This file holds exactly one test so that no other test's allocations run concurrently
 //! with the measured section.
 
-// A global allocator can only be written with `unsafe`; this one forwards every call to the
-// system allocator unchanged and counts it.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crossbeam_channel::{TryRecvError, TrySendError};
-
 use loopstack_buf::{PacketPool, PoolConfig};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    // Set only on the two worker threads, for the measured section. A `const` thread-local
-    // needs no lazy initialisation, so reading it inside the allocator cannot recurse.
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if MEASURING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; counting has no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use loopstack_testkit::{allocations, start_measuring, stop_measuring, CountingAllocator};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 const PACKETS: usize = 1_000_000;
 
@@ -74,7 +30,7 @@ fn a_million_packets_across_two_threads_allocate_nothing() {
         let pool = pool.clone();
         std::thread::spawn(move || {
             let payload = [0x5Au8; 1400];
-            MEASURING.with(|m| m.set(true));
+            start_measuring();
             for i in 0..PACKETS / 2 {
                 let size = if i % 16 == 0 { 60_000 } else { 64 + i % 1300 };
                 let mut buf = pool.alloc(size).unwrap();
@@ -98,13 +54,13 @@ fn a_million_packets_across_two_threads_allocate_nothing() {
                 let local = pool.alloc_from_slice(&payload[..40]).unwrap();
                 drop(local);
             }
-            MEASURING.with(|m| m.set(false));
+            stop_measuring();
         })
     };
     let consumer = std::thread::spawn(move || {
         let mut received = 0usize;
         let mut bytes = 0usize;
-        MEASURING.with(|m| m.set(true));
+        start_measuring();
         loop {
             let mut buf = match rx.try_recv() {
                 Ok(buf) => buf,
@@ -119,7 +75,7 @@ fn a_million_packets_across_two_threads_allocate_nothing() {
             received += 1;
             drop(buf);
         }
-        MEASURING.with(|m| m.set(false));
+        stop_measuring();
         (received, bytes)
     });
 
@@ -130,7 +86,7 @@ fn a_million_packets_across_two_threads_allocate_nothing() {
     let stats = pool.stats();
     assert_eq!(stats.in_use(), 0, "every buffer went back to the pool");
     assert_eq!(stats.allocated(), PACKETS as u64);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let allocations = allocations();
     assert_eq!(
         allocations, 0,
         "the packet path allocated on the heap {allocations} times"

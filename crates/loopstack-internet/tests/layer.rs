@@ -147,6 +147,17 @@ fn run_wire(a: &mut Host, b: &mut Host, now: Instant) {
     }
 }
 
+/// Recomputes the IPv4 header checksum after a test has edited the header.
+fn reseal_v4(p: &mut [u8]) {
+    p[10] = 0;
+    p[11] = 0;
+    let sum = etherparse::Ipv4HeaderSlice::from_slice(p)
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
 fn pool() -> PacketPool {
     PacketPool::new(PoolConfig::default()).unwrap()
 }
@@ -368,13 +379,7 @@ fn unknown_protocols_get_protocol_unreachable_back() {
     let mut h = Host::new(&pool);
     let mut p = udp_bytes("127.0.0.1", "127.0.0.1", b"hello");
     p[9] = 253;
-    p[10] = 0;
-    p[11] = 0;
-    let sum = etherparse::Ipv4HeaderSlice::from_slice(&p)
-        .unwrap()
-        .to_header()
-        .calc_header_checksum();
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    reseal_v4(&mut p);
     h.inject(Instant::ZERO, InterfaceId::LOOPBACK, &p);
     // The error came back to us (we sent it to ourselves), and is passed up to transport.
     match h.delivered.pop() {
@@ -394,13 +399,7 @@ fn icmp_errors_are_rate_limited() {
     let mut h = Host::new(&pool);
     let mut p = udp_bytes("127.0.0.1", "127.0.0.1", b"x");
     p[9] = 253;
-    p[10] = 0;
-    p[11] = 0;
-    let sum = etherparse::Ipv4HeaderSlice::from_slice(&p)
-        .unwrap()
-        .to_header()
-        .calc_header_checksum();
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    reseal_v4(&mut p);
     for _ in 0..200 {
         h.inject(Instant::ZERO, InterfaceId::LOOPBACK, &p);
     }
@@ -557,13 +556,7 @@ fn forwarding_is_off_by_default_and_decrements_ttl_when_on() {
     // TTL 1: Time Exceeded goes back to the sender, the packet goes nowhere.
     let mut dying = to_elsewhere.clone();
     dying[8] = 1;
-    dying[10] = 0;
-    dying[11] = 0;
-    let sum = etherparse::Ipv4HeaderSlice::from_slice(&dying)
-        .unwrap()
-        .to_header()
-        .calc_header_checksum();
-    dying[10..12].copy_from_slice(&sum.to_be_bytes());
+    reseal_v4(&mut dying);
     router.inject(Instant::ZERO, InterfaceId(2), &dying);
     let back = router.dev.wire_out.pop_front().expect("time exceeded sent");
     let parsed = etherparse::SlicedPacket::from_ip(&back).unwrap();

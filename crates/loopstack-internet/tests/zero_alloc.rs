@@ -2,56 +2,15 @@
 //! and IPv6 (send, echo, reply, both directions through the layer) and UDP deliveries,
 //! counted by a global allocator. One test per file, so nothing else allocates meanwhile.
 
-// A global allocator can only be written with `unsafe`; this one forwards every call to the
-// system allocator unchanged and counts it.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use loopstack_buf::{PacketBuf, PacketPool, PoolConfig};
 use loopstack_internet::iface::InterfaceId;
 use loopstack_internet::layer::{Delivery, Internet, InternetConfig, Links};
 use loopstack_link::{Device, DeviceCapabilities, Instant, Loopback, TxError};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if MEASURING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; counting has no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use loopstack_testkit::{allocations, start_measuring, stop_measuring, CountingAllocator};
+use std::net::IpAddr;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 struct Lo(Loopback);
 
@@ -105,15 +64,15 @@ fn pings_and_deliveries_allocate_nothing_once_warm() {
     for i in 0..100 {
         assert_eq!(round(&mut ip, &mut lo, &pool, &udp, i), 3);
     }
-    MEASURING.with(|m| m.set(true));
+    start_measuring();
     let mut got = 0;
     for i in 100..10_100 {
         got += round(&mut ip, &mut lo, &pool, &udp, i);
     }
-    MEASURING.with(|m| m.set(false));
+    stop_measuring();
     assert_eq!(got, 30_000);
     assert_eq!(pool.stats().in_use(), 0);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let allocations = allocations();
     assert_eq!(
         allocations, 0,
         "the internet layer allocated {allocations} times in 20,000 pings"

@@ -4,58 +4,17 @@
 //!
 //! One test per file, so that no other test allocates while this one counts.
 
-// A global allocator can only be written with `unsafe`; this one forwards every call to the
-// system allocator unchanged and counts it.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
 use loopstack_buf::{PacketPool, PoolConfig};
 use loopstack_link::{
     Device, FaultConfig, FaultDirection, FaultInjector, Instant, Loopback, PcapMode, PcapWriter,
     Tracer,
 };
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if MEASURING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; counting has no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use loopstack_testkit::{allocations, start_measuring, stop_measuring, CountingAllocator};
+use std::io;
+use std::time::Duration;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// A real IPv4/UDP packet, so the tracer decodes and formats a full line for each one.
 fn udp_packet(seq: u32) -> Vec<u8> {
@@ -106,15 +65,15 @@ fn every_middleware_at_once_allocates_nothing_per_packet() {
     let warm = pump(&mut dev, &pool, &packet, 0, 10_000);
     assert!(warm > 9_000);
 
-    MEASURING.with(|m| m.set(true));
+    start_measuring();
     let received = pump(&mut dev, &pool, &packet, 10_000, 100_000);
-    MEASURING.with(|m| m.set(false));
+    stop_measuring();
 
     let stats = dev.inner().fault_stats();
     assert!(received > 90_000, "{received}");
     assert!(stats.delayed > 0 && stats.duplicated > 0 && stats.reordered > 0);
     assert!(dev.lines_written() > 200_000);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let allocations = allocations();
     assert_eq!(
         allocations, 0,
         "the link path allocated {allocations} times in 100,000 packets"
