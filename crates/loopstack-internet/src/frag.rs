@@ -64,6 +64,8 @@ use loopstack_buf::{BufError, PacketBuf, PacketPool, PoolError};
 use loopstack_link::Instant;
 use thiserror::Error;
 
+use crate::ingress::proto;
+
 /// Smallest MTU every IPv4 link must carry: 68 bytes (RFC 791 3.2, "Fragmentation").
 pub const IPV4_MIN_MTU: usize = 68;
 /// Smallest MTU every IPv6 link must carry: 1280 bytes (RFC 8200 section 5).
@@ -80,10 +82,6 @@ const IPV4_MAX_TOTAL: usize = 65535;
 const IPV6_MAX_PAYLOAD: usize = 65535;
 const IPV6_HEADER_LEN: usize = 40;
 const FRAG_HEADER_LEN: usize = 8;
-const NH_HOP_BY_HOP: u8 = 0;
-const NH_ROUTING: u8 = 43;
-const NH_FRAGMENT: u8 = 44;
-const NH_DEST_OPTS: u8 = 60;
 /// Preallocated fragment slots, `max_datagrams * max_fragments`, are capped so that a typo in
 /// a configuration cannot allocate gigabytes (65536 slots is about 5 MiB).
 const MAX_FRAGMENT_SLOTS: usize = 1 << 16;
@@ -237,7 +235,7 @@ pub fn ipv6_fragment_info(packet: &[u8]) -> Result<Option<FragmentInfo>, FragInf
     loop {
         let rest = packet.get(pos..).unwrap_or_default();
         match next {
-            NH_FRAGMENT => {
+            proto::FRAGMENT => {
                 let f = Ipv6FragmentHeaderSlice::from_slice(rest).map_err(|e| truncated(pos, e))?;
                 let header_len = pos + FRAG_HEADER_LEN;
                 return Ok(Some(FragmentInfo {
@@ -255,13 +253,13 @@ pub fn ipv6_fragment_info(packet: &[u8]) -> Result<Option<FragmentInfo>, FragInf
                     next_header: f.next_header().0,
                 }));
             }
-            NH_HOP_BY_HOP if pos != IPV6_HEADER_LEN => {
+            proto::HOP_BY_HOP if pos != IPV6_HEADER_LEN => {
                 // RFC 8200 4.1: Hop-by-Hop Options may only follow the IPv6 header.
                 return Err(FragInfoError::Malformed(
                     "Hop-by-Hop Options header not first",
                 ));
             }
-            NH_HOP_BY_HOP | NH_DEST_OPTS | NH_ROUTING => {
+            proto::HOP_BY_HOP | proto::DEST_OPTS | proto::ROUTING => {
                 let ext = Ipv6RawExtHeaderSlice::from_slice(rest).map_err(|e| truncated(pos, e))?;
                 next = ext.next_header().0;
                 next_at = pos;
@@ -1140,8 +1138,8 @@ pub fn fragment_ipv6(
     // field that names what follows it.
     let (mut next, mut next_at, mut pos) = (h.next_header().0, 6, IPV6_HEADER_LEN);
     let (mut unfrag, mut unfrag_next_at) = (pos, next_at);
-    while matches!(next, NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS) {
-        if next == NH_HOP_BY_HOP && pos != IPV6_HEADER_LEN {
+    while matches!(next, proto::HOP_BY_HOP | proto::ROUTING | proto::DEST_OPTS) {
+        if next == proto::HOP_BY_HOP && pos != IPV6_HEADER_LEN {
             return Err(FragInfoError::Malformed("Hop-by-Hop Options header not first").into());
         }
         let rest = packet.get(pos..).unwrap_or_default();
@@ -1150,11 +1148,11 @@ pub fn fragment_ipv6(
         next_at = pos;
         next = ext.next_header().0;
         pos += ext.slice().len();
-        if here != NH_DEST_OPTS {
+        if here != proto::DEST_OPTS {
             (unfrag, unfrag_next_at) = (pos, next_at);
         }
     }
-    if next == NH_FRAGMENT {
+    if next == proto::FRAGMENT {
         return Err(FragInfoError::Malformed("packet already has a Fragment header").into());
     }
     let header = &packet[..unfrag];
@@ -1188,7 +1186,7 @@ pub fn fragment_ipv6(
             4,
             &((unfrag - IPV6_HEADER_LEN + FRAG_HEADER_LEN + n) as u16).to_be_bytes(),
         );
-        put(b, unfrag_next_at, &[NH_FRAGMENT]);
+        put(b, unfrag_next_at, &[proto::FRAGMENT]);
         out(buf);
         count += 1;
         pos += n;
@@ -1267,7 +1265,7 @@ mod tests {
     fn frag(v6: bool, id: u16, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
         if v6 {
             let mut v = v6_packet(40 + 8 + data.len(), &[], 0);
-            v[6] = NH_FRAGMENT;
+            v[6] = proto::FRAGMENT;
             let off = (offset as u16) | u16::from(more);
             let header = (17u64 << 56) | (u64::from(off) << 32) | u64::from(id);
             v[40..48].copy_from_slice(&header.to_be_bytes());

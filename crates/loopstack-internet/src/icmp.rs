@@ -26,6 +26,8 @@ use loopstack_buf::{BufError, PacketBuf, PacketPool, PoolError};
 use loopstack_link::Instant;
 use thiserror::Error;
 
+use crate::ingress::proto;
+
 /// Type, code, checksum and four type-specific bytes: the fixed part of every ICMP and
 /// ICMPv6 message.
 pub const ICMP_HEADER_LEN: usize = 8;
@@ -40,18 +42,6 @@ pub const MAX_ERROR_LEN_V6: usize = 1280;
 
 const IPV4_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_ICMPV6: u8 = 58;
-
-// IPv6 extension headers the chain walk steps over (RFC 8200 4, RFC 4302 for AH).
-const EXT_HOP_BY_HOP: u8 = 0;
-const EXT_ROUTING: u8 = 43;
-const EXT_FRAGMENT: u8 = 44;
-const EXT_AUTH: u8 = 51;
-const EXT_DEST_OPTS: u8 = 60;
-const NO_NEXT_HEADER: u8 = 59;
 
 const V4_ECHO_REPLY: u8 = 0;
 const V4_DEST_UNREACHABLE: u8 = 3;
@@ -275,7 +265,7 @@ impl QuotedPacket {
     /// `(source port, destination port)` of a quoted TCP or UDP header, if quoted.
     pub fn ports(&self) -> Option<(u16, u16)> {
         match (self.protocol, self.transport_bytes()) {
-            (PROTO_TCP | PROTO_UDP, [a, b, c, d, ..]) => {
+            (proto::TCP | proto::UDP, [a, b, c, d, ..]) => {
                 Some((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])))
             }
             _ => None,
@@ -354,7 +344,7 @@ struct Chain {
 /// value. Each step advances at least 8 bytes and is bounded by `p`, so the walk ends.
 fn walk_v6(p: &[u8]) -> Chain {
     let mut chain = Chain {
-        next_header: p.get(6).copied().unwrap_or(NO_NEXT_HEADER),
+        next_header: p.get(6).copied().unwrap_or(proto::NO_NEXT_HEADER),
         offset: IPV6_HEADER_LEN,
         fragment: false,
         fragment_offset: 0,
@@ -364,20 +354,20 @@ fn walk_v6(p: &[u8]) -> Chain {
         let off = chain.offset;
         let len = match chain.next_header {
             // RFC 8200 4.3, 4.4, 4.6: Hdr Ext Len in 8-octet units, not counting the first 8.
-            EXT_HOP_BY_HOP | EXT_ROUTING | EXT_DEST_OPTS => {
+            proto::HOP_BY_HOP | proto::ROUTING | proto::DEST_OPTS => {
                 p.get(off + 1).map(|&l| (usize::from(l) + 1) * 8)
             }
             // RFC 8200 4.5: always 8 bytes.
-            EXT_FRAGMENT => Some(8),
+            proto::FRAGMENT => Some(8),
             // RFC 4302 2.2: Payload Len in 4-octet units, minus 2.
-            EXT_AUTH => p.get(off + 1).map(|&l| (usize::from(l) + 2) * 4),
+            proto::AUTH => p.get(off + 1).map(|&l| (usize::from(l) + 2) * 4),
             _ => return chain,
         };
         let Some(len) = len.filter(|&len| off + len <= p.len()) else {
             chain.truncated = true;
             return chain;
         };
-        let was_fragment = chain.next_header == EXT_FRAGMENT;
+        let was_fragment = chain.next_header == proto::FRAGMENT;
         chain.next_header = p[off];
         chain.offset = off + len;
         if was_fragment {
@@ -443,7 +433,7 @@ fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, len: usize) -> Sum16BitWords {
         .add_16bytes(src.octets())
         .add_16bytes(dst.octets())
         .add_4bytes(u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes())
-        .add_4bytes([0, 0, 0, PROTO_ICMPV6])
+        .add_4bytes([0, 0, 0, proto::ICMPV6])
 }
 
 /// Incremental checksum update (RFC 1624 eqn. 3): `HC' = ~(~HC + ~m + m')` when one 16-bit
@@ -536,7 +526,7 @@ fn may_send_error_v4(p: &[u8]) -> bool {
     if !is_unicast_v4(h.dst) || !is_unicast_v4(h.src) {
         return false;
     }
-    if h.protocol == PROTO_ICMP {
+    if h.protocol == proto::ICMP {
         // RFC 1122 3.2.2: "an ICMP error message". Queries and replies (echo 8/0, timestamp
         // 13/14, information 15/16, address mask 17/18) are not errors.
         return match p[..h.packet_len].get(h.header_len) {
@@ -564,7 +554,7 @@ fn may_send_error_v6(p: &[u8], error: IcmpError) -> bool {
         // RFC 8200 4.5: a fragment of bad length gets a Parameter Problem whichever it is.
         return matches!(error, IcmpError::ParameterProblem { .. });
     }
-    if h.chain.next_header == PROTO_ICMPV6 && !h.chain.truncated {
+    if h.chain.next_header == proto::ICMPV6 && !h.chain.truncated {
         // RFC 4443 2.4(e.1, e.2): not an error message (types 0 to 127), not a Redirect.
         return match p[..h.packet_len].get(h.chain.offset) {
             Some(&t) => t >= V6_ECHO_REQUEST && t != V6_REDIRECT,
@@ -604,7 +594,7 @@ pub fn build_error_v4(
     icmp[2..4].copy_from_slice(&checksum);
     let total_len = IPV4_HEADER_LEN + ICMP_HEADER_LEN + quote_len; // at most 576
     let tos = 0xc0 | (h.tos & 0x1e);
-    let ip = ipv4_header(total_len as u16, tos, ident, PROTO_ICMP, src, h.src);
+    let ip = ipv4_header(total_len as u16, tos, ident, proto::ICMP, src, h.src);
     let mut buf = pool.alloc(total_len)?;
     buf.extend_from_slice(&ip)?;
     buf.extend_from_slice(&icmp)?;
@@ -644,7 +634,7 @@ pub fn build_error_v6(
     let mut ip = [0; IPV6_HEADER_LEN];
     ip[0] = 0x60;
     ip[4..6].copy_from_slice(&(message_len as u16).to_be_bytes());
-    ip[6] = PROTO_ICMPV6;
+    ip[6] = proto::ICMPV6;
     ip[7] = DEFAULT_TTL;
     ip[8..24].copy_from_slice(&src.octets());
     ip[24..40].copy_from_slice(&h.src.octets());
@@ -679,7 +669,7 @@ pub fn echo_request_to_reply_v4(packet: &mut PacketBuf) -> Result<(), IcmpBuildE
     if h.frag_offset != 0 || h.more_fragments {
         return Err(IcmpBuildError::Malformed("a fragment: reassemble first"));
     }
-    if h.protocol != PROTO_ICMP || p[h.header_len] != V4_ECHO_REQUEST || p[h.header_len + 1] != 0 {
+    if h.protocol != proto::ICMP || p[h.header_len] != V4_ECHO_REQUEST || p[h.header_len + 1] != 0 {
         return Err(IcmpBuildError::NotEchoRequest);
     }
     if !is_unicast_v4(h.dst) {
@@ -733,7 +723,7 @@ pub fn echo_request_to_reply_v6(packet: &mut PacketBuf) -> Result<(), IcmpBuildE
         return Err(IcmpBuildError::Malformed("a fragment: reassemble first"));
     }
     let icmp_at = chain.offset;
-    if chain.next_header != PROTO_ICMPV6 || icmp_at + ICMP_HEADER_LEN > h.packet_len {
+    if chain.next_header != proto::ICMPV6 || icmp_at + ICMP_HEADER_LEN > h.packet_len {
         return Err(IcmpBuildError::NotEchoRequest);
     }
     if p[icmp_at] != V6_ECHO_REQUEST || p[icmp_at + 1] != 0 {
@@ -754,7 +744,7 @@ pub fn echo_request_to_reply_v6(packet: &mut PacketBuf) -> Result<(), IcmpBuildE
     let payload_len = (h.packet_len - icmp_at) as u16;
     let p = packet.as_mut_slice();
     p[4..6].copy_from_slice(&payload_len.to_be_bytes());
-    p[6] = PROTO_ICMPV6;
+    p[6] = proto::ICMPV6;
     p[7] = DEFAULT_TTL;
     let (src, dst) = p[8..40].split_at_mut(16);
     src.swap_with_slice(dst);
@@ -1169,13 +1159,13 @@ mod tests {
     #[test]
     fn every_error_kind_builds_a_valid_packet_that_parses_back() {
         let pool = pool();
-        let (off4, off6) = (v4(A4, LO4, PROTO_UDP, &UDP), v6(A6, LO6, PROTO_UDP, &UDP));
+        let (off4, off6) = (v4(A4, LO4, proto::UDP, &UDP), v6(A6, LO6, proto::UDP, &UDP));
         for (kind, want4, want6) in kinds() {
             let b = build_error_v4(&pool, kind, &off4, LO4, 0x4242).unwrap();
             // A small packet is quoted whole.
             assert_eq!(read4(&b), (LO4, A4, 64, want4, off4.clone()), "{kind:?}");
             assert_eq!(&b[4..8], &[0x42, 0x42, 0, 0], "identification, DF clear");
-            assert_eq!(b[9], PROTO_ICMP);
+            assert_eq!(b[9], proto::ICMP);
             // ICMPv4 has no pointer for protocol unreachable: it reads back as 0.
             let error = match kind {
                 IcmpError::ProtocolUnreachable { .. } => {
@@ -1183,14 +1173,14 @@ mod tests {
                 }
                 k => k,
             };
-            let quoted = QuotedPacket::new(A4.into(), LO4.into(), PROTO_UDP, &UDP);
+            let quoted = QuotedPacket::new(A4.into(), LO4.into(), proto::UDP, &UDP);
             assert_eq!(quoted.ports(), Some((40000, 53)));
             let parsed = parse(&b[20..], false, LO4.into(), A4.into(), true);
             assert_eq!(parsed, Ok(IcmpMessage::Error { error, quoted }));
 
             let b = build_error_v6(&pool, kind, &off6, LO6).unwrap();
             assert_eq!(read6(&b), (LO6, A6, 64, want6, off6.clone()), "{kind:?}");
-            let quoted = QuotedPacket::new(A6.into(), LO6.into(), PROTO_UDP, &UDP);
+            let quoted = QuotedPacket::new(A6.into(), LO6.into(), proto::UDP, &UDP);
             let parsed = parse(&b[40..], true, LO6.into(), A6.into(), true);
             assert_eq!(
                 parsed,
@@ -1206,7 +1196,7 @@ mod tests {
     fn quotes_fill_576_and_1280_bytes_and_skip_link_padding() {
         let pool = pool();
         let big = vec![0xab; 3000];
-        let off4 = v4(A4, LO4, PROTO_UDP, &big[..2000]);
+        let off4 = v4(A4, LO4, proto::UDP, &big[..2000]);
         let b = build_error_v4(&pool, IcmpError::PortUnreachable, &off4, LO4, 1).unwrap();
         assert_eq!(
             (b.len(), &b[2..4]),
@@ -1214,7 +1204,7 @@ mod tests {
         );
         assert_eq!(read4(&b).4, &off4[..548]);
 
-        let off6 = v6(A6, LO6, PROTO_UDP, &big);
+        let off6 = v6(A6, LO6, proto::UDP, &big);
         let b = build_error_v6(&pool, IcmpError::TtlExceeded, &off6, LO6).unwrap();
         assert_eq!(
             (b.len(), &b[4..6]),
@@ -1222,7 +1212,7 @@ mod tests {
         );
         assert_eq!(read6(&b).4, &off6[..1232]);
 
-        let padded = [&v4(A4, LO4, PROTO_UDP, &UDP)[..], &[0xee; 6]].concat();
+        let padded = [&v4(A4, LO4, proto::UDP, &UDP)[..], &[0xee; 6]].concat();
         let b = build_error_v4(&pool, IcmpError::PortUnreachable, &padded, LO4, 1).unwrap();
         assert_eq!(&b[28..], &padded[..36]);
         let garbage = build_error_v4(&pool, IcmpError::PortUnreachable, &UDP, LO4, 1);
@@ -1231,8 +1221,8 @@ mod tests {
 
     #[test]
     fn may_send_error_v4_table() {
-        let udp = |src, dst| v4(src, dst, PROTO_UDP, &UDP);
-        let icmp = |t: u8| v4(A4, LO4, PROTO_ICMP, &[t, 0, 0, 0, 0, 0, 0, 0]);
+        let udp = |src, dst| v4(src, dst, proto::UDP, &UDP);
+        let icmp = |t: u8| v4(A4, LO4, proto::ICMP, &[t, 0, 0, 0, 0, 0, 0, 0]);
         let fragment = |flags_offset: u16| {
             let mut p = udp(A4, LO4);
             p[6..8].copy_from_slice(&flags_offset.to_be_bytes());
@@ -1246,7 +1236,7 @@ mod tests {
             ("echo reply", icmp(V4_ECHO_REPLY), true),
             ("dest unreachable", icmp(V4_DEST_UNREACHABLE), false),
             ("time exceeded", icmp(V4_TIME_EXCEEDED), false),
-            ("icmp without type", v4(A4, LO4, PROTO_ICMP, &[]), false),
+            ("icmp without type", v4(A4, LO4, proto::ICMP, &[]), false),
             ("non-first fragment", fragment(185), false),
             ("first fragment", fragment(0x2000), true),
             ("to broadcast", udp(A4, Ipv4Addr::BROADCAST), false),
@@ -1274,18 +1264,18 @@ mod tests {
     #[test]
     fn may_send_error_v6_table() {
         use IcmpError::{PacketTooBig, ParameterProblem, PortUnreachable as Port};
-        let udp = |src, dst| v6(src, dst, PROTO_UDP, &UDP);
-        let icmp = |t: u8| v6(A6, LO6, PROTO_ICMPV6, &[t, 0, 0, 0, 0, 0, 0, 0]);
+        let udp = |src, dst| v6(src, dst, proto::UDP, &UDP);
+        let icmp = |t: u8| v6(A6, LO6, proto::ICMPV6, &[t, 0, 0, 0, 0, 0, 0, 0]);
         let fragment = |offset_flags: u16| {
             let [hi, lo] = offset_flags.to_be_bytes();
-            let header = [PROTO_UDP, 0, hi, lo, 0, 0, 0, 1];
-            v6(A6, LO6, EXT_FRAGMENT, &[&header[..], &UDP].concat())
+            let header = [proto::UDP, 0, hi, lo, 0, 0, 0, 1];
+            v6(A6, LO6, proto::FRAGMENT, &[&header[..], &UDP].concat())
         };
         let error = [V6_DEST_UNREACHABLE, 4, 0, 0, 0, 0, 0, 0];
         let hbh_error = v6(
             A6,
             LO6,
-            EXT_HOP_BY_HOP,
+            proto::HOP_BY_HOP,
             &[&[58][..], &HBH_PADN, &error].concat(),
         );
         let ptb = PacketTooBig { mtu: 1280 };
@@ -1315,7 +1305,7 @@ mod tests {
     /// An echo request as the IP layer receives it: header prepended in the pooled buffer.
     fn echo_v4(pool: &PacketPool, src: Ipv4Addr, dst: Ipv4Addr) -> PacketBuf {
         let mut b = build_echo_request(pool, None, 0x1234, 7, PAYLOAD).unwrap();
-        let mut header = ipv4_header((20 + b.len()) as u16, 0, 1, PROTO_ICMP, src, dst);
+        let mut header = ipv4_header((20 + b.len()) as u16, 0, 1, proto::ICMP, src, dst);
         header[8] = 3; // a request that has come a long way
         set_ipv4_checksum(&mut header);
         b.prepend_slice(&header).unwrap();
@@ -1324,7 +1314,7 @@ mod tests {
 
     fn echo_v6(pool: &PacketPool, src: Ipv6Addr, dst: Ipv6Addr) -> PacketBuf {
         let mut b = build_echo_request(pool, Some((src, dst)), 0x1234, 7, PAYLOAD).unwrap();
-        b.prepend_slice(&v6(src, dst, PROTO_ICMPV6, &b)[..40])
+        b.prepend_slice(&v6(src, dst, proto::ICMPV6, &b)[..40])
             .unwrap();
         b
     }
@@ -1374,9 +1364,9 @@ mod tests {
         assert_eq!(read4(&b).0, LO4);
 
         let request = echo_v6(&pool, A6, LO6).to_vec();
-        let payload = [&[PROTO_ICMPV6][..], &HBH_PADN, &request[40..]].concat();
+        let payload = [&[proto::ICMPV6][..], &HBH_PADN, &request[40..]].concat();
         let mut b = pool
-            .alloc_from_slice(&v6(A6, LO6, EXT_HOP_BY_HOP, &payload))
+            .alloc_from_slice(&v6(A6, LO6, proto::HOP_BY_HOP, &payload))
             .unwrap();
         echo_request_to_reply_v6(&mut b).unwrap();
         assert_eq!(b.len(), request.len());
@@ -1391,7 +1381,7 @@ mod tests {
         echo_request_to_reply_v4(&mut reply).unwrap();
         let request = echo_v4(&pool, A4, LO4);
         let cases: &[(Vec<u8>, IcmpBuildError)] = &[
-            (v4(A4, LO4, PROTO_UDP, &UDP), NotEchoRequest),
+            (v4(A4, LO4, proto::UDP, &UDP), NotEchoRequest),
             (reply.to_vec(), NotEchoRequest),
             (
                 echo_v4(&pool, A4, Ipv4Addr::BROADCAST).to_vec(),
@@ -1410,7 +1400,7 @@ mod tests {
         let mut b = echo_v6(&pool, A6, ALL_NODES);
         assert_eq!(echo_request_to_reply_v6(&mut b), Err(NonUnicastDestination));
         let mut b = pool
-            .alloc_from_slice(&v6(A6, LO6, PROTO_UDP, &UDP))
+            .alloc_from_slice(&v6(A6, LO6, proto::UDP, &UDP))
             .unwrap();
         assert_eq!(echo_request_to_reply_v6(&mut b), Err(NotEchoRequest));
     }
@@ -1449,8 +1439,8 @@ mod tests {
     #[test]
     fn parse_finds_the_transport_header_behind_quoted_extension_headers() {
         let pool = pool();
-        let payload = [&[PROTO_UDP][..], &HBH_PADN, &UDP].concat();
-        let offending = v6(LO6, A6, EXT_HOP_BY_HOP, &payload);
+        let payload = [&[proto::UDP][..], &HBH_PADN, &UDP].concat();
+        let offending = v6(LO6, A6, proto::HOP_BY_HOP, &payload);
         let e = build_error_v6(&pool, IcmpError::PortUnreachable, &offending, A6).unwrap();
         let parsed = parse(&e[40..], true, A6.into(), LO6.into(), true);
         let Ok(IcmpMessage::Error { quoted, .. }) = parsed else {
@@ -1458,7 +1448,7 @@ mod tests {
         };
         assert_eq!(
             (quoted.protocol, quoted.ports()),
-            (PROTO_UDP, Some((40000, 53)))
+            (proto::UDP, Some((40000, 53)))
         );
 
         let lo = IpAddr::from(LO4);
@@ -1481,10 +1471,10 @@ mod tests {
         let mut packets = vec![
             echo_v4(&pool, A4, LO4).to_vec(),
             echo_v6(&pool, A6, LO6).to_vec(),
-            build_error_v4(&pool, port, &v4(A4, LO4, PROTO_UDP, &UDP), LO4, 1)
+            build_error_v4(&pool, port, &v4(A4, LO4, proto::UDP, &UDP), LO4, 1)
                 .unwrap()
                 .to_vec(),
-            build_error_v6(&pool, port, &v6(A6, LO6, PROTO_UDP, &UDP), LO6)
+            build_error_v6(&pool, port, &v6(A6, LO6, proto::UDP, &UDP), LO6)
                 .unwrap()
                 .to_vec(),
         ];

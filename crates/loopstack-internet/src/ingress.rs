@@ -30,6 +30,8 @@ pub mod proto {
     pub const ROUTING: u8 = 43;
     /// IPv6 Fragment header.
     pub const FRAGMENT: u8 = 44;
+    /// IPsec Authentication Header (RFC 4302), an extension header a quote may carry.
+    pub const AUTH: u8 = 51;
     /// ICMPv6.
     pub const ICMPV6: u8 = 58;
     /// IPv6 "No Next Header".
