@@ -179,6 +179,12 @@ pub enum SendError {
     InterfaceDown(InterfaceId),
 }
 
+/// A destination and the route already chosen for it.
+struct Path {
+    dst: IpAddr,
+    decision: RouteDecision,
+}
+
 /// The internet layer of one host.
 #[derive(Debug)]
 pub struct Internet {
@@ -398,18 +404,14 @@ impl Internet {
     pub fn send<L: Links>(
         &mut self,
         now: Instant,
-        mut packet: PacketBuf,
+        packet: PacketBuf,
         dst: IpAddr,
         protocol: u8,
         options: SendOptions,
         links: &mut L,
     ) -> Result<(), SendError> {
         let v6 = dst.is_ipv6();
-        if v6 {
-            self.stats.ip6.out_requests += 1;
-        } else {
-            self.stats.ip.out_requests += 1;
-        }
+        self.count_out_request(v6);
         let decision = match self.route(dst) {
             Ok(d) => d,
             Err(e) => {
@@ -417,6 +419,37 @@ impl Internet {
                 return Err(e.into());
             }
         };
+        self.send_on(
+            now,
+            packet,
+            Path { dst, decision },
+            protocol,
+            options,
+            links,
+        )
+    }
+
+    fn count_out_request(&mut self, v6: bool) {
+        if v6 {
+            self.stats.ip6.out_requests += 1;
+        } else {
+            self.stats.ip.out_requests += 1;
+        }
+    }
+
+    /// The part of [`send`](Self::send) after the route lookup, for callers that already
+    /// routed (the ICMPv6 checksum, like every transport checksum, needs the source first).
+    fn send_on<L: Links>(
+        &mut self,
+        now: Instant,
+        mut packet: PacketBuf,
+        path: Path,
+        protocol: u8,
+        options: SendOptions,
+        links: &mut L,
+    ) -> Result<(), SendError> {
+        let Path { dst, decision } = path;
+        let v6 = dst.is_ipv6();
         let src = match options.src {
             Some(s) if s.is_ipv6() != v6 || !self.ifaces.is_local(s) => {
                 return Err(SendError::AddrNotAvailable(s))
@@ -1086,7 +1119,15 @@ impl Internet {
             src: Some(decision.src),
             ..SendOptions::default()
         };
-        self.send(now, packet, dst, protocol, options, links)?;
+        self.count_out_request(v6);
+        self.send_on(
+            now,
+            packet,
+            Path { dst, decision },
+            protocol,
+            options,
+            links,
+        )?;
         if v6 {
             self.stats.icmp6.out_msgs += 1;
             self.stats.icmp6.out_echos += 1;
