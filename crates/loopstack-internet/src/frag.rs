@@ -64,7 +64,7 @@ use loopstack_buf::{BufError, PacketBuf, PacketPool, PoolError};
 use loopstack_link::Instant;
 use thiserror::Error;
 
-use crate::ingress::proto;
+use crate::ingress::{proto, set_ipv4_checksum};
 
 /// Smallest MTU every IPv4 link must carry: 68 bytes (RFC 791 3.2, "Fragmentation").
 pub const IPV4_MIN_MTU: usize = 68;
@@ -946,22 +946,6 @@ fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
     if let Some(dst) = b.get_mut(at..at + bytes.len()) {
         dst.copy_from_slice(bytes);
     }
-}
-
-/// Recomputes the checksum of the IPv4 header `b[..header_len]` (RFC 791 3.1, RFC 1071).
-fn set_ipv4_checksum(b: &mut [u8], header_len: usize) {
-    put(b, 10, &[0, 0]);
-    let Some(header) = b.get(..header_len) else {
-        return;
-    };
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    put(b, 10, &(!(sum as u16)).to_be_bytes());
 }
 
 /// Why a packet could not be fragmented.

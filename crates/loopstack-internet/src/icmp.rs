@@ -453,9 +453,7 @@ fn checksum_adjust(checksum: [u8; 2], old: [u8; 2], new: [u8; 2]) -> [u8; 2] {
 /// the caller has validated.
 fn set_ipv4_checksum(header: &mut [u8]) {
     let len = usize::from(header[0] & 0x0f) * 4;
-    header[10..12].fill(0);
-    let checksum = checksum_bytes(Sum16BitWords::new().add_slice(&header[..len]));
-    header[10..12].copy_from_slice(&checksum);
+    crate::ingress::set_ipv4_checksum(header, len);
 }
 
 /// An option-less IPv4 header (RFC 791 3.1) with DF clear, TTL 64 and its checksum.

@@ -120,6 +120,20 @@ pub enum Checked {
     },
 }
 
+/// Rewrites the checksum of the IPv4 header `b[..header_len]` after a change to the header
+/// (RFC 791 3.1, RFC 1071). Does nothing if the buffer is shorter than a header.
+///
+/// `Sum16BitWords` adds words in native byte order, so its complement is in native order:
+/// written back with `to_ne_bytes`, the bytes come out right on either endianness.
+pub(crate) fn set_ipv4_checksum(b: &mut [u8], header_len: usize) {
+    if header_len < 20 || b.len() < header_len {
+        return;
+    }
+    b[10..12].fill(0);
+    let sum = Sum16BitWords::new().add_slice(&b[..header_len]);
+    b[10..12].copy_from_slice(&sum.ones_complement().to_ne_bytes());
+}
+
 /// Validates an IPv4 header. Verifies the header checksum unless `skip_checksum` (a device
 /// that vouches for its packets); the IPv4 header checksum is cheap and is never skipped on
 /// a capture or a lossy link, because their devices do not offer that.

@@ -777,14 +777,7 @@ impl Internet {
         } else {
             b[8] -= 1;
             // RFC 1624: incremental update would do; a fresh sum over 20-60 bytes is clearer.
-            b[10] = 0;
-            b[11] = 0;
-            let ihl = usize::from(b[0] & 0x0f) * 4;
-            let sum = etherparse::checksum::Sum16BitWords::new()
-                .add_slice(&b[..ihl])
-                .ones_complement()
-                .to_be();
-            b[10..12].copy_from_slice(&sum.to_be_bytes());
+            ingress::set_ipv4_checksum(b, usize::from(b[0] & 0x0f) * 4);
         }
         let out_mtu = self.ifaces.get(decision.iface).map_or(0, |i| i.mtu());
         let dont_fragment = v6 || packet.get(6).is_some_and(|f| f & 0x40 != 0);
