@@ -429,6 +429,30 @@ impl Internet {
         )
     }
 
+    /// [`send`](Self::send) along a route the caller already looked up with
+    /// [`route`](Self::route). Transport uses it: its checksum covers the source address, so
+    /// it routes first, and routing again here would cost a second lookup per packet.
+    pub fn send_routed<L: Links>(
+        &mut self,
+        now: Instant,
+        packet: PacketBuf,
+        dst: IpAddr,
+        decision: RouteDecision,
+        protocol: u8,
+        options: SendOptions,
+        links: &mut L,
+    ) -> Result<(), SendError> {
+        self.count_out_request(dst.is_ipv6());
+        self.send_on(
+            now,
+            packet,
+            Path { dst, decision },
+            protocol,
+            options,
+            links,
+        )
+    }
+
     fn count_out_request(&mut self, v6: bool) {
         if v6 {
             self.stats.ip6.out_requests += 1;
