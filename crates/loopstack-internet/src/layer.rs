@@ -179,10 +179,13 @@ pub enum SendError {
     InterfaceDown(InterfaceId),
 }
 
-/// A destination and the route already chosen for it.
-struct Path {
-    dst: IpAddr,
-    decision: RouteDecision,
+/// A destination and the route already chosen for it (see [`Internet::send_routed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path {
+    /// Where the packet goes.
+    pub dst: IpAddr,
+    /// The route [`Internet::route`] chose for `dst`.
+    pub decision: RouteDecision,
 }
 
 /// The internet layer of one host.
@@ -436,21 +439,13 @@ impl Internet {
         &mut self,
         now: Instant,
         packet: PacketBuf,
-        dst: IpAddr,
-        decision: RouteDecision,
+        path: Path,
         protocol: u8,
         options: SendOptions,
         links: &mut L,
     ) -> Result<(), SendError> {
-        self.count_out_request(dst.is_ipv6());
-        self.send_on(
-            now,
-            packet,
-            Path { dst, decision },
-            protocol,
-            options,
-            links,
-        )
+        self.count_out_request(path.dst.is_ipv6());
+        self.send_on(now, packet, path, protocol, options, links)
     }
 
     fn count_out_request(&mut self, v6: bool) {

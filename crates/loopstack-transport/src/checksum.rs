@@ -39,7 +39,10 @@ fn v6_octets(a: IpAddr) -> [u8; 16] {
 /// A computed zero is sent as `0xffff` (RFC 768: zero means "no checksum" for UDP over
 /// IPv4; TCP may send either form, and all-ones is what Linux sends).
 pub fn compute(src: IpAddr, dst: IpAddr, protocol: u8, message: &[u8]) -> [u8; 2] {
-    let acc = sum::add_slice(pseudo_header_sum(src, dst, protocol, message.len()), message);
+    let acc = sum::add_slice(
+        pseudo_header_sum(src, dst, protocol, message.len()),
+        message,
+    );
     // etherparse sums 16-bit words in native byte order, so the result is written back in
     // native order too: the bytes come out in network order either way.
     sum::ones_complement_with_no_zero(acc).to_ne_bytes()
@@ -48,7 +51,10 @@ pub fn compute(src: IpAddr, dst: IpAddr, protocol: u8, message: &[u8]) -> [u8; 2
 /// Whether `message` (with its checksum field as received) sums to all-ones with its
 /// pseudo-header: the receiver's test (RFC 1071 1).
 pub fn verify(src: IpAddr, dst: IpAddr, protocol: u8, message: &[u8]) -> bool {
-    let acc = sum::add_slice(pseudo_header_sum(src, dst, protocol, message.len()), message);
+    let acc = sum::add_slice(
+        pseudo_header_sum(src, dst, protocol, message.len()),
+        message,
+    );
     sum::ones_complement(acc) == 0
 }
 

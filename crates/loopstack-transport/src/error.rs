@@ -117,10 +117,7 @@ impl From<PoolError> for Error {
     /// An exhausted pool is back-pressure; a message the pool cannot hold is too long.
     fn from(e: PoolError) -> Error {
         match e {
-            PoolError::TooLarge {
-                requested,
-                largest,
-            } => Error::MessageTooLong {
+            PoolError::TooLarge { requested, largest } => Error::MessageTooLong {
                 len: requested,
                 max: largest,
             },
