@@ -1,10 +1,26 @@
 //! TCP (RFC 9293).
+//!
+//! - [`seq`]: sequence numbers and their modular comparisons;
+//! - [`wire`]: the header and its options;
+//! - [`conn`]: one connection's state machine;
+//! - [`congestion`], [`rtt`]: Reno/NewReno and the retransmission timer;
+//! - [`sendbuf`], [`recvbuf`], [`assembler`]: the byte queues around a connection;
+//! - [`isn`]: initial sequence numbers (RFC 6528);
+//! - [`config`], [`stats`]: settings and counters.
 
 pub mod assembler;
+pub mod config;
+pub mod congestion;
+pub mod conn;
 pub mod isn;
 pub mod recvbuf;
 pub mod rtt;
 pub mod sendbuf;
 pub mod seq;
+pub mod stats;
+pub mod wire;
 
+pub use config::TcpConfig;
+pub use conn::{Connection, State, TcpInfo};
 pub use seq::SeqNum;
+pub use stats::{ConnStats, TcpStats};
