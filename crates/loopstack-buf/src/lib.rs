@@ -15,9 +15,10 @@
 //! ```
 //!
 //! Buffers come in size classes, so a 64-byte ACK does not pin a 64 KiB buffer while a full
-//! 65536-byte loopback packet (plus headroom) still fits in one buffer. The pool's memory is
-//! fixed when it is built ([`PoolConfig::total_bytes`]); when a class runs out, allocation
-//! returns [`PoolError::Exhausted`] at once: it never blocks, never grows, never panics.
+//! 65536-byte loopback packet, or the largest reassembled IPv6 packet (40 + 65535 bytes),
+//! still fits in one buffer, headroom included. The pool's memory is fixed when it is built
+//! ([`PoolConfig::total_bytes`]); when a class runs out, allocation returns
+//! [`PoolError::Exhausted`] at once: it never blocks, never grows, never panics.
 //!
 //! ```
 //! use loopstack_buf::{PacketPool, PoolConfig};

@@ -38,15 +38,25 @@ impl PoolConfig {
     /// Number of small buffers by default: 2048 (4 MiB), twice the loopback ring's default 1000
     /// entries, so a full ring of small packets never starves the senders of buffers.
     pub const DEFAULT_SMALL_COUNT: usize = 2048;
-    /// Capacity of the default large class: 65536 bytes, one full packet at `lo`'s MTU.
-    pub const DEFAULT_LARGE_CAPACITY: usize = 65536;
+    /// The largest IP packet either family can carry without jumbograms: 65575 bytes.
+    ///
+    /// IPv6's Payload Length is 16 bits and excludes the 40-byte fixed header (RFC 8200 3),
+    /// so an IPv6 packet can be 40 + 65535 bytes; IPv4's Total Length (RFC 791 3.1) counts
+    /// its header, so IPv4 stops at 65535. A reassembled datagram can be this large even
+    /// though every fragment of it fits `lo`'s 65536-byte MTU.
+    pub const MAX_IP_PACKET: usize = 40 + 65535;
+
+    /// Capacity of the default large class: [`MAX_IP_PACKET`](Self::MAX_IP_PACKET) (65575)
+    /// bytes, so that any packet, a full one at `lo`'s 65536-byte MTU or the largest
+    /// reassembled IPv6 datagram, fits one buffer.
+    pub const DEFAULT_LARGE_CAPACITY: usize = Self::MAX_IP_PACKET;
     /// Number of large buffers by default: 256 (about 16 MiB), i.e. 16 MiB of full-size
     /// packets in flight, which is above any TCP window we offer on loopback by default.
     pub const DEFAULT_LARGE_COUNT: usize = 256;
 
     /// Total bytes of buffer memory this configuration allocates (headroom included).
     ///
-    /// The default is 2048 * 2 KiB + 256 * (64 KiB + 128) = 20,004,864 bytes, about 19.1 MiB.
+    /// The default is 2048 * 2 KiB + 256 * (65575 + 128) = 21,014,272 bytes, about 20.0 MiB.
     pub fn total_bytes(&self) -> usize {
         self.classes
             .iter()
@@ -396,12 +406,18 @@ mod tests {
     #[test]
     fn default_footprint_is_documented_value() {
         let c = PoolConfig::default();
-        assert_eq!(c.total_bytes(), 2048 * 2048 + 256 * (65536 + 128));
+        assert_eq!(c.total_bytes(), 2048 * 2048 + 256 * (65575 + 128));
+        assert_eq!(c.total_bytes(), 21_014_272);
         let pool = PacketPool::new(c.clone()).unwrap();
         assert_eq!(pool.stats().total_bytes(), c.total_bytes());
         // A full loopback packet at the default MTU fits one buffer.
         let b = pool.alloc(65536).unwrap();
         assert!(b.capacity() >= 65536 + PoolConfig::DEFAULT_HEADROOM);
+        // So does the largest IPv6 packet: 40 bytes of header + a 65535-byte payload.
+        assert_eq!(pool.max_packet(), 65575);
+        let b = pool.alloc(40 + 65535).unwrap();
+        assert_eq!(b.capacity(), 65575 + PoolConfig::DEFAULT_HEADROOM);
+        assert!(pool.alloc(65576).is_err());
     }
 
     #[test]

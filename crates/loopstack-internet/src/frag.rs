@@ -1196,7 +1196,7 @@ mod tests {
                     count: 1024,
                 },
                 SizeClass {
-                    capacity: 65536,
+                    capacity: PoolConfig::MAX_IP_PACKET,
                     count: 8,
                 },
             ],
@@ -1335,6 +1335,10 @@ mod tests {
             (true, 4000, 1280, true),
             (true, 65535, 1500, true),
             (true, 65535, 1280, false),
+            // The largest IPv6 packet: a 65535-byte payload behind the 40-byte header, split
+            // over `lo`'s MTU as well as a small one.
+            (true, 40 + 65535, 1500, true),
+            (true, 40 + 65535, 65536, false),
         ];
         // Timestamp (not copied) and Router Alert (copied): later fragments keep only the latter.
         let options = [0x44, 4, 5, 0, 0x94, 4, 0, 0];

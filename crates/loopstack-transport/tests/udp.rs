@@ -449,11 +449,21 @@ fn largest_datagrams() {
             max: 65527
         })
     );
-    // The largest IPv6 datagram that fits `lo`'s 65536-byte MTU unfragmented.
-    let big: Vec<u8> = (0..65536 - 40 - 8).map(|i| (i % 253) as u8).collect();
-    s.send_to(a, &big, sa("::1", 9000)).unwrap();
+    // The largest IPv6 datagram: 40 + 8 + 65527 = 65575 bytes, more than `lo`'s 65536-byte
+    // MTU, so it goes out in two fragments and is reassembled on the way in.
+    let big: Vec<u8> = (0..MAX_PAYLOAD_V6).map(|i| (i % 253) as u8).collect();
+    assert_eq!(s.send_to(a, &big, sa("::1", 9000)), Ok(65527));
     s.step();
     assert_eq!(s.recv_from(b).unwrap().0, big);
+    let ip6 = s.ip.stats().ip6;
+    assert_eq!((ip6.frag_oks, ip6.reasm_oks, ip6.reasm_fails), (1, 1, 0));
+    // The largest one that fits the MTU unfragmented still goes out whole.
+    let unfragmented: Vec<u8> = (0..65536 - 40 - 8).map(|i| (i % 241) as u8).collect();
+    s.send_to(a, &unfragmented, sa("::1", 9000)).unwrap();
+    s.step();
+    assert_eq!(s.recv_from(b).unwrap().0, unfragmented);
+    assert_eq!(s.ip.stats().ip6.frag_oks, 1);
+    assert_eq!(s.counters(true).out_datagrams, 2);
 }
 
 #[test]

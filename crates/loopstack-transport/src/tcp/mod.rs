@@ -6,6 +6,7 @@
 //! - [`congestion`], [`rtt`]: Reno/NewReno and the retransmission timer;
 //! - [`sendbuf`], [`recvbuf`], [`assembler`]: the byte queues around a connection;
 //! - [`isn`]: initial sequence numbers (RFC 6528);
+//! - [`socket`]: the table of listeners and connections, demultiplexing and output;
 //! - [`config`], [`stats`]: settings and counters.
 
 pub mod assembler;
@@ -17,10 +18,12 @@ pub mod recvbuf;
 pub mod rtt;
 pub mod sendbuf;
 pub mod seq;
+pub mod socket;
 pub mod stats;
 pub mod wire;
 
 pub use config::TcpConfig;
 pub use conn::{Connection, State, TcpInfo};
 pub use seq::SeqNum;
+pub use socket::{Shutdown, SocketEntry, Tcp, TcpHandle};
 pub use stats::{ConnStats, TcpStats};

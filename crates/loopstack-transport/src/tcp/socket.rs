@@ -1,0 +1,1080 @@
+//! The TCP sockets of one stack: listeners and connections behind handles, the demultiplexer
+//! that finds a segment's connection, and the code that turns a connection's
+//! [`Outgoing`] into a packet.
+//!
+//! ```text
+//!   Internet ── Delivery ──▶ receive(): parse, checksum, find (local, remote) ──▶ Connection
+//!                                       or a listener (SYN) or nobody (RST, RFC 9293 3.10.7.1)
+//!   Internet ◀─ send_routed ── dispatch(): for each connection with work, next_segment()
+//! ```
+//!
+//! Nothing here reads a clock, and every map is ordered (`BTreeMap`), so the same inputs
+//! give the same segments in the same order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use loopstack_buf::{PacketBuf, PacketPool};
+use loopstack_internet::icmp::{IcmpError, QuotedPacket, RateLimiter};
+use loopstack_internet::ingress::proto;
+use loopstack_internet::{Internet, IpMeta, Links, Path, SendOptions};
+use loopstack_link::{Instant, Rng};
+
+use super::config::TcpConfig;
+use super::conn::{Connection, Ctx, Outgoing, State, TcpInfo};
+use super::isn::IsnGenerator;
+use super::seq::SeqNum;
+use super::stats::TcpStats;
+use super::wire::{Flags, Header, MAX_HEADER_LEN};
+use crate::checksum;
+use crate::error::Error;
+
+/// Names a TCP socket (listener or connection) of one [`Tcp`]. A handle goes stale when its
+/// socket is closed; using it then gives [`Error::BadHandle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TcpHandle {
+    index: u32,
+    generation: u32,
+}
+
+impl fmt::Display for TcpHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tcp#{}.{}", self.index, self.generation)
+    }
+}
+
+/// Which halves [`Tcp::shutdown`] closes, as `std::net::Shutdown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// No more reads.
+    Read,
+    /// No more writes: send FIN.
+    Write,
+    /// Both.
+    Both,
+}
+
+/// A listening socket: its address and its two queues (RFC 9293 3.10.7.2; the split into a
+/// SYN queue and an accept queue is Linux's).
+#[derive(Debug)]
+struct Listener {
+    local: SocketAddr,
+    /// Connections fully established, waiting for `accept`.
+    accept_q: VecDeque<u32>,
+    /// The most `accept_q` may hold.
+    backlog: usize,
+    /// Connections in SYN-RECEIVED.
+    half_open: usize,
+}
+
+#[derive(Debug)]
+enum Sock {
+    Listener(Listener),
+    Conn(Box<ConnSlot>),
+}
+
+#[derive(Debug)]
+struct ConnSlot {
+    conn: Connection,
+    /// The listener that opened it, until it is accepted.
+    parent: Option<u32>,
+    /// Handed to the application (by `connect` or `accept`).
+    owned: bool,
+    /// Counted in its listener's half-open connections.
+    half_open: bool,
+    /// Waiting in the dirty list.
+    dirty: bool,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    sock: Option<Sock>,
+}
+
+/// One entry of [`Tcp::sockets`], for an `ss -t` listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketEntry {
+    /// The application's handle, if it still has one.
+    pub handle: Option<TcpHandle>,
+    /// State.
+    pub state: State,
+    /// Local address.
+    pub local: SocketAddr,
+    /// Remote address (unspecified for listeners).
+    pub remote: SocketAddr,
+    /// Bytes waiting to be read (for listeners: connections waiting to be accepted).
+    pub recv_q: usize,
+    /// Bytes not yet acknowledged (for listeners: the backlog).
+    pub send_q: usize,
+}
+
+/// All TCP sockets of one stack.
+#[derive(Debug)]
+pub struct Tcp {
+    pool: PacketPool,
+    config: TcpConfig,
+    stats: TcpStats,
+    challenge: RateLimiter,
+    isn: IsnGenerator,
+    rng: Rng,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Connections by (local, remote).
+    conns: BTreeMap<(SocketAddr, SocketAddr), u32>,
+    /// Listeners by local address (possibly unspecified).
+    listeners: BTreeMap<SocketAddr, u32>,
+    /// Sockets using each (family is IPv6, port), for ephemeral port choice.
+    ports: BTreeMap<(bool, u16), u32>,
+    /// Connections with something to send, in the order they got it.
+    dirty: Vec<u32>,
+    /// Resets to send that belong to no connection: (local, remote, seq, ack).
+    pending_resets: Vec<(SocketAddr, SocketAddr, SeqNum, Option<SeqNum>)>,
+    scratch: Vec<u32>,
+}
+
+fn unspecified(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
+/// The largest payload one segment carries over a route with this MTU: the MTU less the IP
+/// and TCP headers, within the 16-bit length fields (IPv4's total length, IPv6's payload
+/// length), and within the pool's largest buffer.
+fn mss_for(mtu: usize, v6: bool, pool: &PacketPool) -> u32 {
+    let ip_header = if v6 { 40 } else { 20 };
+    let largest_ip = if v6 { 65535 + 40 } else { 65535 };
+    let packet = mtu.min(largest_ip).min(pool.max_packet());
+    packet.saturating_sub(ip_header + 20).clamp(64, 65535) as u32
+}
+
+impl Tcp {
+    /// No sockets yet. `seed` keys the initial sequence numbers (RFC 6528) and the
+    /// ephemeral port choice, so a seed gives the same connections every run.
+    pub fn new(pool: PacketPool, config: TcpConfig, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let isn = IsnGenerator::new([rng.next_u64(), rng.next_u64()]);
+        Tcp {
+            pool,
+            challenge: RateLimiter::new(
+                config.challenge_acks_per_sec,
+                config.challenge_acks_per_sec,
+            ),
+            config,
+            stats: TcpStats::default(),
+            isn,
+            rng,
+            slots: Vec::new(),
+            free: Vec::new(),
+            conns: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            dirty: Vec::new(),
+            pending_resets: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Stack-wide counters.
+    pub fn stats(&self) -> &TcpStats {
+        &self.stats
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
+
+    // ------------------------------------------------------------------ slots and handles
+
+    fn insert(&mut self, sock: Sock) -> TcpHandle {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.sock = Some(sock);
+        TcpHandle {
+            index,
+            generation: slot.generation,
+        }
+    }
+
+    fn handle_of(&self, index: u32) -> TcpHandle {
+        TcpHandle {
+            index,
+            generation: self.slots[index as usize].generation,
+        }
+    }
+
+    fn slot(&self, h: TcpHandle) -> Result<&Sock, Error> {
+        let slot = self.slots.get(h.index as usize).ok_or(Error::BadHandle)?;
+        if slot.generation != h.generation {
+            return Err(Error::BadHandle);
+        }
+        slot.sock.as_ref().ok_or(Error::BadHandle)
+    }
+
+    fn slot_mut(&mut self, h: TcpHandle) -> Result<&mut Sock, Error> {
+        let slot = self
+            .slots
+            .get_mut(h.index as usize)
+            .ok_or(Error::BadHandle)?;
+        if slot.generation != h.generation {
+            return Err(Error::BadHandle);
+        }
+        slot.sock.as_mut().ok_or(Error::BadHandle)
+    }
+
+    fn conn(&self, h: TcpHandle) -> Result<&Connection, Error> {
+        match self.slot(h)? {
+            Sock::Conn(c) => Ok(&c.conn),
+            Sock::Listener(_) => Err(Error::NotConnected),
+        }
+    }
+
+    /// The connection behind `h`, with the context its calls need, and marks it dirty.
+    fn conn_mut(&mut self, h: TcpHandle) -> Result<(&mut Connection, Ctx<'_>), Error> {
+        let slot = self
+            .slots
+            .get_mut(h.index as usize)
+            .ok_or(Error::BadHandle)?;
+        if slot.generation != h.generation {
+            return Err(Error::BadHandle);
+        }
+        match slot.sock.as_mut() {
+            Some(Sock::Conn(c)) => {
+                if !c.dirty {
+                    c.dirty = true;
+                    self.dirty.push(h.index);
+                }
+                Ok((
+                    &mut c.conn,
+                    Ctx {
+                        config: &self.config,
+                        stats: &mut self.stats,
+                        challenge: &mut self.challenge,
+                    },
+                ))
+            }
+            Some(Sock::Listener(_)) => Err(Error::NotConnected),
+            None => Err(Error::BadHandle),
+        }
+    }
+
+    fn mark_dirty(&mut self, index: u32) {
+        if let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(index);
+            }
+        }
+    }
+
+    fn take_port(&mut self, v6: bool, port: u16) {
+        *self.ports.entry((v6, port)).or_insert(0) += 1;
+    }
+
+    fn release_port(&mut self, v6: bool, port: u16) {
+        if let Some(n) = self.ports.get_mut(&(v6, port)) {
+            *n -= 1;
+            if *n == 0 {
+                self.ports.remove(&(v6, port));
+            }
+        }
+    }
+
+    fn ephemeral_port(&mut self, v6: bool) -> Result<u16, Error> {
+        let ports = &self.ports;
+        self.config
+            .ephemeral_ports
+            .pick(&mut self.rng, |p| ports.contains_key(&(v6, p)))
+            .ok_or(Error::AddrNotAvailable)
+    }
+
+    // ------------------------------------------------------------------ opening
+
+    /// Binds `local` and listens on it (std's `TcpListener::bind`). Port 0 takes an
+    /// ephemeral port; the address must be unspecified or one of ours. `backlog` bounds the
+    /// accept queue (at least 1, at most `max_accept_backlog`).
+    pub fn listen(
+        &mut self,
+        ip: &Internet,
+        mut local: SocketAddr,
+        backlog: usize,
+    ) -> Result<TcpHandle, Error> {
+        let v6 = local.is_ipv6();
+        if !local.ip().is_unspecified() && !ip.interfaces().is_local(local.ip()) {
+            return Err(Error::AddrNotAvailable);
+        }
+        if local.port() == 0 {
+            local.set_port(self.ephemeral_port(v6)?);
+        }
+        // Another listener on the same port conflicts if either address covers the other.
+        let clash = self.listeners.keys().any(|l| {
+            l.is_ipv6() == v6
+                && l.port() == local.port()
+                && (l.ip() == local.ip() || l.ip().is_unspecified() || local.ip().is_unspecified())
+        });
+        if clash {
+            return Err(Error::AddrInUse);
+        }
+        let listener = Listener {
+            local,
+            accept_q: VecDeque::new(),
+            backlog: backlog.clamp(1, self.config.max_accept_backlog.max(1)),
+            half_open: 0,
+        };
+        let h = self.insert(Sock::Listener(listener));
+        self.listeners.insert(local, h.index);
+        self.take_port(v6, local.port());
+        Ok(h)
+    }
+
+    /// Starts an active open to `remote` (std's `TcpStream::connect` without the wait):
+    /// the SYN goes out at the next [`dispatch`](Self::dispatch). The connection reports
+    /// its outcome through [`state`](Self::state) and [`take_error`](Self::take_error).
+    /// `local` picks the source address or port; by default the route chooses the address
+    /// and the port is ephemeral.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        ip: &Internet,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> Result<TcpHandle, Error> {
+        let v6 = remote.is_ipv6();
+        if remote.port() == 0 {
+            return Err(Error::InvalidInput("connect to port 0"));
+        }
+        if local.is_some_and(|l| l.is_ipv6() != v6) {
+            return Err(Error::InvalidInput(
+                "local and remote address families differ",
+            ));
+        }
+        let mut remote = remote;
+        if remote.ip().is_unspecified() {
+            // Linux (and so std) connects to the loopback address for 0.0.0.0 and ::.
+            remote.set_ip(if v6 {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            });
+        }
+        let decision = ip.route(remote.ip()).map_err(Error::from_route)?;
+        let mut src = decision.src;
+        let mut port = 0;
+        if let Some(l) = local {
+            if !l.ip().is_unspecified() {
+                if !ip.interfaces().is_local(l.ip()) {
+                    return Err(Error::AddrNotAvailable);
+                }
+                src = l.ip();
+            }
+            port = l.port();
+        }
+        if port == 0 {
+            port = self.ephemeral_port(v6)?;
+        }
+        let local = SocketAddr::new(src, port);
+        if self.conns.contains_key(&(local, remote)) {
+            return Err(Error::AddrInUse);
+        }
+        let mtu = ip
+            .interfaces()
+            .get(decision.iface)
+            .map_or(1280, |i| i.mtu());
+        let mss = mss_for(mtu, v6, &self.pool);
+        let iss = self.isn.isn(now, local, remote);
+        let mut ctx = Ctx {
+            config: &self.config,
+            stats: &mut self.stats,
+            challenge: &mut self.challenge,
+        };
+        let conn = Connection::connect(local, remote, iss, mss, &mut ctx);
+        let h = self.insert(Sock::Conn(Box::new(ConnSlot {
+            conn,
+            parent: None,
+            owned: true,
+            half_open: false,
+            dirty: false,
+        })));
+        self.conns.insert((local, remote), h.index);
+        self.take_port(v6, port);
+        self.mark_dirty(h.index);
+        Ok(h)
+    }
+
+    /// Takes an established connection off a listener's accept queue.
+    pub fn accept(&mut self, h: TcpHandle) -> Result<(TcpHandle, SocketAddr), Error> {
+        let Sock::Listener(l) = self.slot_mut(h)? else {
+            return Err(Error::InvalidInput("accept on a connection"));
+        };
+        let index = l.accept_q.pop_front().ok_or(Error::WouldBlock)?;
+        let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() else {
+            return Err(Error::WouldBlock);
+        };
+        c.parent = None;
+        c.owned = true;
+        let remote = c.conn.remote();
+        Ok((self.handle_of(index), remote))
+    }
+
+    /// Whether [`accept`](Self::accept) has a connection to give.
+    pub fn can_accept(&self, h: TcpHandle) -> Result<bool, Error> {
+        match self.slot(h)? {
+            Sock::Listener(l) => Ok(!l.accept_q.is_empty()),
+            Sock::Conn(_) => Err(Error::InvalidInput("accept on a connection")),
+        }
+    }
+
+    // ------------------------------------------------------------------ data
+
+    /// Queues bytes to send; [`Error::WouldBlock`] when the send buffer is full.
+    pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> Result<usize, Error> {
+        let (c, _) = self.conn_mut(h)?;
+        c.send(data)
+    }
+
+    /// Reads bytes; `Ok(0)` at end of file, [`Error::WouldBlock`] when nothing is queued.
+    pub fn recv(&mut self, h: TcpHandle, out: &mut [u8]) -> Result<usize, Error> {
+        let (c, _) = self.conn_mut(h)?;
+        c.recv(out)
+    }
+
+    /// Copies queued bytes without consuming them.
+    pub fn peek(&self, h: TcpHandle, out: &mut [u8]) -> Result<usize, Error> {
+        Ok(self.conn(h)?.peek(out))
+    }
+
+    /// Whether [`recv`](Self::recv) would return something other than `WouldBlock`.
+    pub fn can_recv(&self, h: TcpHandle) -> Result<bool, Error> {
+        Ok(self.conn(h)?.can_recv())
+    }
+
+    /// Whether [`send`](Self::send) would take bytes or fail rather than `WouldBlock`.
+    pub fn can_send(&self, h: TcpHandle) -> Result<bool, Error> {
+        Ok(self.conn(h)?.can_send())
+    }
+
+    /// Shuts down one or both directions, as `std::net::TcpStream::shutdown`.
+    pub fn shutdown(&mut self, h: TcpHandle, how: Shutdown) -> Result<(), Error> {
+        let (c, mut ctx) = self.conn_mut(h)?;
+        if matches!(c.state(), State::Closed) && c.pending_error().is_none() {
+            return Err(Error::NotConnected);
+        }
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            c.shutdown_read();
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            c.shutdown_write(&mut ctx);
+        }
+        Ok(())
+    }
+
+    /// Closes the socket as dropping a std socket does. A listener stops listening and
+    /// resets the connections it had not handed out; a connection sends FIN (or RST if
+    /// received data was left unread) and finishes on its own. The handle is stale after.
+    pub fn close(&mut self, h: TcpHandle) -> Result<(), Error> {
+        self.slot(h)?;
+        let index = h.index;
+        self.slots[index as usize].generation =
+            self.slots[index as usize].generation.wrapping_add(1);
+        match self.slots[index as usize].sock.as_mut() {
+            Some(Sock::Listener(_)) => self.close_listener(index),
+            Some(Sock::Conn(c)) => {
+                c.owned = false;
+                let mut ctx = Ctx {
+                    config: &self.config,
+                    stats: &mut self.stats,
+                    challenge: &mut self.challenge,
+                };
+                c.conn.close(&mut ctx);
+                self.mark_dirty(index);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Resets a connection at once (`SO_LINGER` with a zero timeout, then close).
+    pub fn abort(&mut self, h: TcpHandle) -> Result<(), Error> {
+        let (c, mut ctx) = self.conn_mut(h)?;
+        c.abort(&mut ctx);
+        Ok(())
+    }
+
+    fn close_listener(&mut self, index: u32) {
+        let Some(Sock::Listener(l)) = self.slots[index as usize].sock.take() else {
+            return;
+        };
+        self.listeners.remove(&l.local);
+        self.release_port(l.local.is_ipv6(), l.local.port());
+        self.free_slot_later(index);
+        // Connections it opened and nobody accepted are reset, as Linux does.
+        let children: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.sock {
+                Some(Sock::Conn(c)) if c.parent == Some(index) => Some(i as u32),
+                _ => None,
+            })
+            .collect();
+        for child in children {
+            if let Some(Sock::Conn(c)) = self.slots[child as usize].sock.as_mut() {
+                c.parent = None;
+                let mut ctx = Ctx {
+                    config: &self.config,
+                    stats: &mut self.stats,
+                    challenge: &mut self.challenge,
+                };
+                c.conn.close(&mut ctx);
+                c.conn.abort(&mut ctx);
+            }
+            self.mark_dirty(child);
+        }
+    }
+
+    fn free_slot_later(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        slot.sock = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index);
+    }
+
+    // ------------------------------------------------------------------ queries
+
+    /// The connection's state, or [`State::Listen`] for a listener.
+    pub fn state(&self, h: TcpHandle) -> Result<State, Error> {
+        match self.slot(h)? {
+            Sock::Listener(_) => Ok(State::Listen),
+            Sock::Conn(c) => Ok(c.conn.state()),
+        }
+    }
+
+    /// Our address.
+    pub fn local_addr(&self, h: TcpHandle) -> Result<SocketAddr, Error> {
+        match self.slot(h)? {
+            Sock::Listener(l) => Ok(l.local),
+            Sock::Conn(c) => Ok(c.conn.local()),
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self, h: TcpHandle) -> Result<SocketAddr, Error> {
+        let c = self.conn(h)?;
+        match c.state() {
+            State::Closed | State::SynSent => Err(Error::NotConnected),
+            _ => Ok(c.remote()),
+        }
+    }
+
+    /// `TCP_NODELAY`.
+    pub fn set_nodelay(&mut self, h: TcpHandle, on: bool) -> Result<(), Error> {
+        let (c, _) = self.conn_mut(h)?;
+        c.set_nodelay(on);
+        Ok(())
+    }
+
+    /// Whether `TCP_NODELAY` is on.
+    pub fn nodelay(&self, h: TcpHandle) -> Result<bool, Error> {
+        Ok(self.conn(h)?.nodelay())
+    }
+
+    /// Takes the error the connection has for the application (`SO_ERROR`).
+    pub fn take_error(&mut self, h: TcpHandle) -> Result<Option<Error>, Error> {
+        match self.slot_mut(h)? {
+            Sock::Conn(c) => Ok(c.conn.take_error()),
+            Sock::Listener(_) => Ok(None),
+        }
+    }
+
+    /// `ss -ti` for one connection.
+    pub fn info(&self, h: TcpHandle) -> Result<TcpInfo, Error> {
+        Ok(self.conn(h)?.info())
+    }
+
+    /// Every socket, in slot order: what `ss -tan` lists.
+    pub fn sockets(&self) -> impl Iterator<Item = SocketEntry> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let handle = TcpHandle {
+                index: i as u32,
+                generation: s.generation,
+            };
+            match s.sock.as_ref()? {
+                Sock::Listener(l) => Some(SocketEntry {
+                    handle: Some(handle),
+                    state: State::Listen,
+                    local: l.local,
+                    remote: SocketAddr::new(unspecified(l.local.is_ipv6()), 0),
+                    recv_q: l.accept_q.len(),
+                    send_q: l.backlog,
+                }),
+                Sock::Conn(c) => Some(SocketEntry {
+                    handle: c.owned.then_some(handle),
+                    state: c.conn.state(),
+                    local: c.conn.local(),
+                    remote: c.conn.remote(),
+                    recv_q: c.conn.recv_queue(),
+                    send_q: c.conn.send_queue(),
+                }),
+            }
+        })
+    }
+
+    // ------------------------------------------------------------------ arriving segments
+
+    /// Takes one segment from the internet layer (`packet` starts at the TCP header).
+    pub fn receive<L: Links>(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        mut packet: PacketBuf,
+        ip: &mut Internet,
+        links: &mut L,
+    ) {
+        self.stats.in_segs += 1;
+        let (h, header_len) = match Header::parse(&packet) {
+            Ok(x) => x,
+            Err(_) => {
+                self.stats.in_errs += 1;
+                return;
+            }
+        };
+        if meta.verify_checksum && !checksum::verify(meta.src, meta.dst, proto::TCP, &packet) {
+            self.stats.in_csum_errors += 1;
+            self.stats.in_errs += 1;
+            return;
+        }
+        let local = SocketAddr::new(meta.dst, h.dst_port);
+        let remote = SocketAddr::new(meta.src, h.src_port);
+        if packet.strip_front(header_len).is_err() {
+            self.stats.in_errs += 1;
+            return;
+        }
+        if let Some(&index) = self.conns.get(&(local, remote)) {
+            self.segment_for_connection(now, index, &h, packet);
+            return;
+        }
+        let listener = self
+            .listeners
+            .get(&local)
+            .or_else(|| {
+                self.listeners
+                    .get(&SocketAddr::new(unspecified(local.is_ipv6()), local.port()))
+            })
+            .copied();
+        match listener {
+            Some(index) => self.segment_for_listener(now, index, local, remote, &h, ip),
+            None => self.reset_closed(now, local, remote, &h, packet.len(), ip, links),
+        }
+    }
+
+    fn segment_for_connection(&mut self, now: Instant, index: u32, h: &Header, payload: PacketBuf) {
+        let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() else {
+            return;
+        };
+        // The handshake's last ACK for a listener whose accept queue is full is dropped, as
+        // Linux does: the connection stays half-open and our SYN,ACK is retransmitted, by
+        // which time the application may have made room (ListenOverflows).
+        if let (Some(parent), State::SynReceived) = (c.parent, c.conn.state()) {
+            if h.flags.contains(Flags::ACK) && !h.flags.contains(Flags::RST) {
+                if let Some(Sock::Listener(l)) = self.slots[parent as usize].sock.as_ref() {
+                    if l.accept_q.len() >= l.backlog {
+                        self.stats.listen_overflows += 1;
+                        self.stats.listen_drops += 1;
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() else {
+            return;
+        };
+        let before = c.conn.state();
+        let mut ctx = Ctx {
+            config: &self.config,
+            stats: &mut self.stats,
+            challenge: &mut self.challenge,
+        };
+        c.conn.on_segment(now, h, payload, &mut ctx);
+        let after = c.conn.state();
+        if c.half_open && before == State::SynReceived && after != State::SynReceived {
+            c.half_open = false;
+            if let Some(p) = c.parent {
+                if let Some(Sock::Listener(l)) = self.slots[p as usize].sock.as_mut() {
+                    l.half_open = l.half_open.saturating_sub(1);
+                    if after != State::Closed {
+                        l.accept_q.push_back(index);
+                    }
+                }
+            }
+        }
+        self.mark_dirty(index);
+    }
+
+    /// RFC 9293 3.10.7.2, LISTEN.
+    fn segment_for_listener(
+        &mut self,
+        now: Instant,
+        index: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        h: &Header,
+        ip: &Internet,
+    ) {
+        if h.flags.contains(Flags::RST) {
+            return;
+        }
+        if h.flags.contains(Flags::ACK) || !h.flags.contains(Flags::SYN) {
+            // An ACK to a listener: <SEQ=SEG.ACK><CTL=RST>. Without SYN or ACK: drop.
+            if h.flags.contains(Flags::ACK) {
+                self.queue_reset(local, remote, h.ack, None);
+            }
+            return;
+        }
+        let Some(Sock::Listener(l)) = self.slots[index as usize].sock.as_mut() else {
+            return;
+        };
+        if l.accept_q.len() >= l.backlog {
+            self.stats.listen_overflows += 1;
+            self.stats.listen_drops += 1;
+            return;
+        }
+        if l.half_open >= self.config.max_syn_backlog {
+            self.stats.listen_drops += 1;
+            return;
+        }
+        l.half_open += 1;
+        let mtu = ip
+            .route(remote.ip())
+            .ok()
+            .and_then(|d| ip.interfaces().get(d.iface))
+            .map_or(1280, |i| i.mtu());
+        let mss = mss_for(mtu, local.is_ipv6(), &self.pool);
+        let iss = self.isn.isn(now, local, remote);
+        let mut ctx = Ctx {
+            config: &self.config,
+            stats: &mut self.stats,
+            challenge: &mut self.challenge,
+        };
+        let conn = Connection::accept_syn(local, remote, iss, mss, h, &mut ctx);
+        let h = self.insert(Sock::Conn(Box::new(ConnSlot {
+            conn,
+            parent: Some(index),
+            owned: false,
+            half_open: true,
+            dirty: false,
+        })));
+        self.conns.insert((local, remote), h.index);
+        self.take_port(local.is_ipv6(), local.port());
+        self.mark_dirty(h.index);
+    }
+
+    /// RFC 9293 3.10.7.1: a segment for no connection and no listener gets a RST, unless
+    /// it is one.
+    #[allow(clippy::too_many_arguments)]
+    fn reset_closed<L: Links>(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        h: &Header,
+        payload_len: usize,
+        ip: &mut Internet,
+        links: &mut L,
+    ) {
+        if h.flags.contains(Flags::RST) {
+            return;
+        }
+        if h.flags.contains(Flags::ACK) {
+            // <SEQ=SEG.ACK><CTL=RST>
+            self.send_reset(now, local, remote, h.ack, None, ip, links);
+        } else {
+            // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+            let len = payload_len as u32
+                + u32::from(h.flags.contains(Flags::SYN))
+                + u32::from(h.flags.contains(Flags::FIN));
+            self.send_reset(now, local, remote, SeqNum(0), Some(h.seq + len), ip, links);
+        }
+    }
+
+    /// Queues a RST for dispatch where no connection exists to carry it (a listener's
+    /// answer to a stray ACK).
+    fn queue_reset(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: SeqNum,
+        ack: Option<SeqNum>,
+    ) {
+        self.pending_resets.push((local, remote, seq, ack));
+    }
+
+    // ------------------------------------------------------------------ ICMP
+
+    /// An ICMP error about a segment we sent (RFC 1122 4.2.3.9, RFC 5927): unreachables
+    /// end a connection still opening ("connection refused" for a port unreachable, as
+    /// Linux reports it); Packet Too Big lowers the segment size (RFC 1191, RFC 8201).
+    pub fn icmp_error(&mut self, error: IcmpError, quoted: &QuotedPacket) {
+        let Some((sport, dport)) = quoted.ports() else {
+            return;
+        };
+        if quoted.protocol != proto::TCP {
+            return;
+        }
+        let key = (
+            SocketAddr::new(quoted.src, sport),
+            SocketAddr::new(quoted.dst, dport),
+        );
+        let Some(&index) = self.conns.get(&key) else {
+            return;
+        };
+        let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() else {
+            return;
+        };
+        let mut ctx = Ctx {
+            config: &self.config,
+            stats: &mut self.stats,
+            challenge: &mut self.challenge,
+        };
+        let v6 = quoted.dst.is_ipv6();
+        match error {
+            IcmpError::PortUnreachable | IcmpError::ProtocolUnreachable { .. } => {
+                c.conn.icmp_unreachable(Error::ConnectionRefused, &mut ctx)
+            }
+            IcmpError::HostUnreachable => c.conn.icmp_unreachable(Error::HostUnreachable, &mut ctx),
+            IcmpError::NetUnreachable => {
+                c.conn.icmp_unreachable(Error::NetworkUnreachable, &mut ctx)
+            }
+            IcmpError::PacketTooBig { mtu } => {
+                let mss = (mtu as usize).saturating_sub(if v6 { 60 } else { 40 });
+                c.conn.reduce_mss(mss as u32);
+            }
+            _ => {}
+        }
+        self.mark_dirty(index);
+    }
+
+    // ------------------------------------------------------------------ timers and output
+
+    /// The earliest time a connection has timer work.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| match &s.sock {
+                Some(Sock::Conn(c)) => c.conn.poll_at(),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Runs the timers due at `now`, then sends what they and everything else produced.
+    pub fn poll<L: Links>(&mut self, now: Instant, ip: &mut Internet, links: &mut L) {
+        for i in 0..self.slots.len() {
+            let due = match &self.slots[i].sock {
+                Some(Sock::Conn(c)) => c.conn.poll_at().is_some_and(|t| t <= now),
+                _ => false,
+            };
+            if due {
+                if let Some(Sock::Conn(c)) = self.slots[i].sock.as_mut() {
+                    let mut ctx = Ctx {
+                        config: &self.config,
+                        stats: &mut self.stats,
+                        challenge: &mut self.challenge,
+                    };
+                    c.conn.on_timer(now, &mut ctx);
+                }
+                self.mark_dirty(i as u32);
+            }
+        }
+        self.dispatch(now, ip, links);
+    }
+
+    /// Whether any connection has output waiting for [`dispatch`](Self::dispatch).
+    pub fn has_output(&self) -> bool {
+        !self.dirty.is_empty() || !self.pending_resets.is_empty()
+    }
+
+    /// Sends every segment that connections have ready, in the order they became ready,
+    /// and removes connections that are finished.
+    pub fn dispatch<L: Links>(&mut self, now: Instant, ip: &mut Internet, links: &mut L) {
+        for i in 0..self.pending_resets.len() {
+            let (local, remote, seq, ack) = self.pending_resets[i];
+            self.send_reset(now, local, remote, seq, ack, ip, links);
+        }
+        self.pending_resets.clear();
+        let mut batch = std::mem::take(&mut self.scratch);
+        std::mem::swap(&mut batch, &mut self.dirty);
+        for &index in &batch {
+            if let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() {
+                c.dirty = false;
+            }
+            self.transmit(now, index, ip, links);
+            self.reap(index);
+        }
+        batch.clear();
+        self.scratch = batch;
+    }
+
+    /// Sends all of one connection's ready segments.
+    fn transmit<L: Links>(&mut self, now: Instant, index: u32, ip: &mut Internet, links: &mut L) {
+        loop {
+            let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() else {
+                return;
+            };
+            let retrans_before = c.conn.retransmitted();
+            let Some(out) = c.conn.next_segment(now) else {
+                return;
+            };
+            let retransmission = c.conn.retransmitted() != retrans_before;
+            let (local, remote) = (c.conn.local(), c.conn.remote());
+            let packet = match build_segment(&self.pool, local, remote, &out, |dst| {
+                c.conn.copy_payload(&out, dst)
+            }) {
+                Ok(p) => p,
+                Err(_) => {
+                    // No buffer: the segment counts as lost; the retransmission timer
+                    // brings it back.
+                    self.stats.out_no_buffer += 1;
+                    continue;
+                }
+            };
+            self.count_out(&out, retransmission);
+            let _ = send_down(now, packet, local, remote, ip, links);
+        }
+    }
+
+    fn count_out(&mut self, out: &Outgoing, retransmission: bool) {
+        if retransmission {
+            self.stats.retrans_segs += 1;
+        } else {
+            self.stats.out_segs += 1;
+        }
+        if out.header.flags.contains(Flags::RST) {
+            self.stats.out_rsts += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_reset<L: Links>(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: SeqNum,
+        ack: Option<SeqNum>,
+        ip: &mut Internet,
+        links: &mut L,
+    ) {
+        let out = Outgoing {
+            header: Header {
+                src_port: local.port(),
+                dst_port: remote.port(),
+                seq,
+                ack: ack.unwrap_or_default(),
+                flags: if ack.is_some() {
+                    Flags::RST | Flags::ACK
+                } else {
+                    Flags::RST
+                },
+                ..Header::default()
+            },
+            payload_offset: 0,
+            payload_len: 0,
+        };
+        match build_segment(&self.pool, local, remote, &out, |_| 0) {
+            Ok(packet) => {
+                self.count_out(&out, false);
+                let _ = send_down(now, packet, local, remote, ip, links);
+            }
+            Err(_) => self.stats.out_no_buffer += 1,
+        }
+    }
+
+    /// Removes a finished connection from the demultiplexer, and frees its slot once the
+    /// application has no handle on it.
+    fn reap(&mut self, index: u32) {
+        let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_ref() else {
+            return;
+        };
+        if !c.conn.is_closed() {
+            return;
+        }
+        let key = (c.conn.local(), c.conn.remote());
+        let (owned, parent, half_open) = (c.owned, c.parent, c.half_open);
+        if self.conns.get(&key) == Some(&index) {
+            self.conns.remove(&key);
+            self.release_port(key.0.is_ipv6(), key.0.port());
+        }
+        if let Some(p) = parent {
+            if let Some(Sock::Listener(l)) = self.slots[p as usize].sock.as_mut() {
+                l.accept_q.retain(|&i| i != index);
+                if half_open {
+                    l.half_open = l.half_open.saturating_sub(1);
+                }
+            }
+        }
+        if !owned {
+            self.free_slot_later(index);
+        }
+    }
+}
+
+/// Builds the packet for one segment: header, payload copied from the send buffer by
+/// `fill`, and the checksum, always computed (the device may skip verifying it, but a
+/// capture must show it right).
+fn build_segment(
+    pool: &PacketPool,
+    local: SocketAddr,
+    remote: SocketAddr,
+    out: &Outgoing,
+    fill: impl FnOnce(&mut [u8]) -> usize,
+) -> Result<PacketBuf, Error> {
+    let header_len = out.header.wire_len();
+    debug_assert!(header_len <= MAX_HEADER_LEN);
+    let mut packet = pool.alloc(header_len + out.payload_len)?;
+    let bytes = packet.as_mut_slice();
+    out.header.write(&mut bytes[..header_len]);
+    fill(&mut bytes[header_len..]);
+    let sum = checksum::compute(local.ip(), remote.ip(), proto::TCP, bytes);
+    bytes[16..18].copy_from_slice(&sum);
+    Ok(packet)
+}
+
+fn send_down<L: Links>(
+    now: Instant,
+    packet: PacketBuf,
+    local: SocketAddr,
+    remote: SocketAddr,
+    ip: &mut Internet,
+    links: &mut L,
+) -> Result<(), Error> {
+    let decision = ip.route(remote.ip()).map_err(Error::from_route)?;
+    let options = SendOptions {
+        src: Some(local.ip()),
+        ttl: None,
+        // TCP does path MTU discovery (RFC 1191): never fragment its segments.
+        dont_fragment: true,
+    };
+    ip.send_routed(
+        now,
+        packet,
+        Path {
+            dst: remote.ip(),
+            decision,
+        },
+        proto::TCP,
+        options,
+        links,
+    )
+    .map_err(Error::from_send)
+}
