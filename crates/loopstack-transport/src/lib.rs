@@ -13,9 +13,11 @@
 
 pub mod checksum;
 pub mod error;
+pub mod layer;
 pub mod ports;
 pub mod tcp;
 pub mod udp;
 
 pub use error::Error;
+pub use layer::{Transport, TransportConfig};
 pub use ports::PortRange;

@@ -1041,12 +1041,21 @@ fn build_segment(
 ) -> Result<PacketBuf, Error> {
     let header_len = out.header.wire_len();
     debug_assert!(header_len <= MAX_HEADER_LEN);
-    let mut packet = pool.alloc(header_len + out.payload_len)?;
-    let bytes = packet.as_mut_slice();
+    let len = header_len + out.payload_len;
+    let mut packet = pool.alloc(len)?;
+    // Write into the tailroom and commit it, rather than `append`, which would zero the
+    // bytes first only for the payload copy to overwrite them.
+    let bytes = &mut packet.tailroom_mut()[..len];
     out.header.write(&mut bytes[..header_len]);
     fill(&mut bytes[header_len..]);
     let sum = checksum::compute(local.ip(), remote.ip(), proto::TCP, bytes);
     bytes[16..18].copy_from_slice(&sum);
+    packet
+        .commit_tailroom(len)
+        .map_err(|_| Error::MessageTooLong {
+            len,
+            max: pool.max_packet(),
+        })?;
     Ok(packet)
 }
 

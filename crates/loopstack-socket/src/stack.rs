@@ -1,0 +1,286 @@
+//! The stack: devices, the internet layer and the transport layer, and the loop that moves
+//! packets between them.
+//!
+//! ```text
+//!   poll(now):
+//!     timers: Internet::poll (reassembly), Transport::poll (TCP retransmissions, ...)
+//!     repeat until quiet:
+//!       for each device: packet ──▶ Internet::receive ──▶ Transport::deliver ──▶ sockets
+//!       Transport::dispatch: segments the input caused ──▶ Internet ──▶ device
+//! ```
+//!
+//! On `lo` a segment sent in one round is received in the next, so one `poll` carries a
+//! whole exchange (data, ACK, window update) to the point where nothing more can happen
+//! until the application or a timer acts.
+
+use std::net::SocketAddr;
+
+use loopstack_buf::{ConfigError, PacketBuf, PacketPool, PoolConfig};
+use loopstack_internet::iface::{IfaceError, InterfaceId, InterfaceKind};
+use loopstack_internet::{Cidr, Internet, InternetConfig, Links};
+use loopstack_link::{
+    Device, DeviceCapabilities, Instant, Loopback, LoopbackConfig, LoopbackConfigError, TxError,
+};
+use loopstack_transport::tcp::{Tcp, TcpHandle};
+use loopstack_transport::udp::{Udp, UdpHandle};
+use loopstack_transport::{Error, Transport, TransportConfig};
+use thiserror::Error as ThisError;
+
+/// Everything a stack is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StackConfig {
+    /// The packet buffer pool.
+    pub pool: PoolConfig,
+    /// The `lo` device.
+    pub loopback: LoopbackConfig,
+    /// The internet layer.
+    pub internet: InternetConfig,
+    /// UDP and TCP.
+    pub transport: TransportConfig,
+    /// The seed of every random choice (ephemeral ports, initial sequence numbers).
+    pub seed: u64,
+}
+
+/// Why a stack could not be built or changed.
+#[derive(Debug, ThisError)]
+pub enum StackError {
+    /// The pool configuration is invalid.
+    #[error(transparent)]
+    Pool(#[from] ConfigError),
+    /// The loopback configuration is invalid.
+    #[error(transparent)]
+    Loopback(#[from] LoopbackConfigError),
+    /// An interface or address could not be added.
+    #[error(transparent)]
+    Interface(#[from] IfaceError),
+}
+
+/// The devices of a stack, by interface index: what the internet layer sends through.
+pub struct Devices {
+    list: Vec<(InterfaceId, Box<dyn Device>)>,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.list.iter().map(|(id, d)| (id, d.name().to_string())))
+            .finish()
+    }
+}
+
+impl Devices {
+    fn get_mut(&mut self, iface: InterfaceId) -> Option<&mut Box<dyn Device>> {
+        self.list
+            .iter_mut()
+            .find(|(id, _)| *id == iface)
+            .map(|(_, d)| d)
+    }
+}
+
+impl Links for Devices {
+    fn capabilities(&self, iface: InterfaceId) -> Option<DeviceCapabilities> {
+        self.list
+            .iter()
+            .find(|(id, _)| *id == iface)
+            .map(|(_, d)| d.capabilities())
+    }
+
+    fn transmit(
+        &mut self,
+        now: Instant,
+        iface: InterfaceId,
+        packet: PacketBuf,
+    ) -> Result<(), TxError> {
+        match self.get_mut(iface) {
+            Some(d) => d.transmit(now, packet),
+            None => Err(TxError::Io(std::io::ErrorKind::NotFound)),
+        }
+    }
+}
+
+/// One host: a pool, devices, the internet layer and the transport layer.
+#[derive(Debug)]
+pub struct Stack {
+    pool: PacketPool,
+    ip: Internet,
+    transport: Transport,
+    devices: Devices,
+}
+
+impl Stack {
+    /// A stack with a plain `lo` (127.0.0.1/8 and ::1/128).
+    pub fn new(config: StackConfig) -> Result<Self, StackError> {
+        let lo = Loopback::with_config(config.loopback.clone())?;
+        Stack::with_loopback(config, Box::new(lo))
+    }
+
+    /// A stack whose `lo` is `lo`: a [`Loopback`] wrapped in middleware (capture, fault
+    /// injection, tracing), or any device that loops packets back.
+    pub fn with_loopback(config: StackConfig, lo: Box<dyn Device>) -> Result<Self, StackError> {
+        let pool = PacketPool::new(config.pool.clone())?;
+        let ip = Internet::new(pool.clone(), config.internet.clone());
+        let transport = Transport::new(pool.clone(), config.transport.clone(), config.seed);
+        Ok(Stack {
+            pool,
+            ip,
+            transport,
+            devices: Devices {
+                list: vec![(InterfaceId::LOOPBACK, lo)],
+            },
+        })
+    }
+
+    /// Adds a point-to-point device (a TUN, or a simulated wire to another stack) with its
+    /// addresses. Its MTU is the device's.
+    pub fn add_device(
+        &mut self,
+        device: Box<dyn Device>,
+        addrs: &[Cidr],
+    ) -> Result<InterfaceId, StackError> {
+        let mtu = device.capabilities().mtu;
+        let name = device.name().to_string();
+        let id = self
+            .ip
+            .add_interface(&name, InterfaceKind::PointToPoint, mtu)?;
+        for &a in addrs {
+            self.ip.add_address(id, a)?;
+        }
+        self.devices.list.push((id, device));
+        Ok(id)
+    }
+
+    /// The buffer pool every layer draws from.
+    pub fn pool(&self) -> &PacketPool {
+        &self.pool
+    }
+
+    /// The internet layer.
+    pub fn ip(&self) -> &Internet {
+        &self.ip
+    }
+
+    /// The internet layer, to change addresses and routes.
+    pub fn ip_mut(&mut self) -> &mut Internet {
+        &mut self.ip
+    }
+
+    /// UDP and TCP.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The TCP sockets.
+    pub fn tcp(&mut self) -> &mut Tcp {
+        &mut self.transport.tcp
+    }
+
+    /// The UDP sockets.
+    pub fn udp(&mut self) -> &mut Udp {
+        &mut self.transport.udp
+    }
+
+    /// The device behind `iface`.
+    pub fn device(&self, iface: InterfaceId) -> Option<&dyn Device> {
+        self.devices
+            .list
+            .iter()
+            .find(|(id, _)| *id == iface)
+            .map(|(_, d)| d.as_ref())
+    }
+
+    /// The device behind `iface`, to hand it packets from outside or take them away.
+    pub fn device_mut(&mut self, iface: InterfaceId) -> Option<&mut (dyn Device + 'static)> {
+        self.devices.get_mut(iface).map(|d| d.as_mut())
+    }
+
+    // ------------------------------------------------------------------ sockets
+
+    /// A TCP listener on `local` (`TcpListener::bind`).
+    pub fn tcp_listen(&mut self, local: SocketAddr, backlog: usize) -> Result<TcpHandle, Error> {
+        self.transport.tcp.listen(&self.ip, local, backlog)
+    }
+
+    /// Starts a TCP connection to `remote`; [`poll`](Self::poll) carries the handshake.
+    pub fn tcp_connect(&mut self, now: Instant, remote: SocketAddr) -> Result<TcpHandle, Error> {
+        self.transport.tcp.connect(now, &self.ip, remote, None)
+    }
+
+    /// A UDP socket bound to `local` (`UdpSocket::bind`).
+    pub fn udp_bind(&mut self, local: SocketAddr) -> Result<UdpHandle, Error> {
+        self.transport
+            .udp
+            .bind(&self.ip, local, &mut self.transport.rng)
+    }
+
+    /// Connects a UDP socket to `remote`.
+    pub fn udp_connect(&mut self, h: UdpHandle, remote: SocketAddr) -> Result<(), Error> {
+        self.transport.udp.connect(h, &self.ip, remote)
+    }
+
+    /// Sends a datagram (it goes down to the device at once; `poll` delivers it).
+    pub fn udp_send_to(
+        &mut self,
+        now: Instant,
+        h: UdpHandle,
+        data: &[u8],
+        dst: SocketAddr,
+    ) -> Result<usize, Error> {
+        self.transport
+            .udp
+            .send_to(now, h, data, dst, &mut self.ip, &mut self.devices)
+    }
+
+    /// Sends a datagram on a connected UDP socket.
+    pub fn udp_send(&mut self, now: Instant, h: UdpHandle, data: &[u8]) -> Result<usize, Error> {
+        self.transport
+            .udp
+            .send(now, h, data, &mut self.ip, &mut self.devices)
+    }
+
+    // ------------------------------------------------------------------ the loop
+
+    /// Does everything due at `now`: timers, then packets until every device is quiet and
+    /// nothing is left to send. Returns whether anything happened.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        self.ip.poll(now, &mut self.devices);
+        self.transport.poll(now, &mut self.ip, &mut self.devices);
+        let mut worked = false;
+        loop {
+            let mut progress = false;
+            for i in 0..self.devices.list.len() {
+                loop {
+                    let (iface, dev) = &mut self.devices.list[i];
+                    let iface = *iface;
+                    let Some(packet) = dev.receive(now) else {
+                        break;
+                    };
+                    progress = true;
+                    if let Some(d) = self.ip.receive(now, iface, packet, &mut self.devices) {
+                        self.transport
+                            .deliver(now, d, &mut self.ip, &mut self.devices);
+                    }
+                }
+            }
+            if self.transport.has_output() {
+                self.transport
+                    .dispatch(now, &mut self.ip, &mut self.devices);
+                progress = true;
+            }
+            if !progress {
+                return worked;
+            }
+            worked = true;
+        }
+    }
+
+    /// When [`poll`](Self::poll) next has work if nothing else happens: the earliest timer
+    /// of any layer, or a device's (a delayed packet in fault injection).
+    pub fn poll_at(&self) -> Option<Instant> {
+        let devices = self.devices.list.iter().filter_map(|(_, d)| d.poll_at());
+        [self.ip.poll_at(), self.transport.poll_at()]
+            .into_iter()
+            .flatten()
+            .chain(devices)
+            .min()
+    }
+}

@@ -1,0 +1,97 @@
+//! TCP end to end over `lo`, in poll mode.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use loopstack_link::Instant;
+use loopstack_socket::{Stack, StackConfig};
+use loopstack_transport::tcp::State;
+use loopstack_transport::Error;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn handshake_transfer_and_close_v4_and_v6() {
+    for (server, client_to) in [
+        ("127.0.0.1:7000", "127.0.0.1:7000"),
+        ("[::1]:7000", "[::1]:7000"),
+    ] {
+        let mut s = Stack::new(StackConfig::default()).unwrap();
+        let mut now = Instant::ZERO;
+        let l = s.tcp_listen(addr(server), 16).unwrap();
+        let c = s.tcp_connect(now, addr(client_to)).unwrap();
+        s.poll(now);
+        assert_eq!(s.tcp().state(c).unwrap(), State::Established);
+        let (a, peer) = s.tcp().accept(l).unwrap();
+        assert_eq!(peer, s.tcp().local_addr(c).unwrap());
+
+        // 3 MB each way, interleaved with polls.
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (mut sent_c, mut sent_a) = (0, 0);
+        let (mut got_a, mut got_c) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 100_000];
+        for _ in 0..10_000 {
+            if sent_c < data.len() {
+                sent_c += s.tcp().send(c, &data[sent_c..]).unwrap_or(0);
+            }
+            if sent_a < data.len() {
+                sent_a += s.tcp().send(a, &data[sent_a..]).unwrap_or(0);
+            }
+            s.poll(now);
+            while let Ok(n) = s.tcp().recv(a, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got_a.extend_from_slice(&buf[..n]);
+            }
+            while let Ok(n) = s.tcp().recv(c, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got_c.extend_from_slice(&buf[..n]);
+            }
+            if got_a.len() == data.len() && got_c.len() == data.len() {
+                break;
+            }
+            now += Duration::from_micros(10);
+        }
+        assert_eq!(got_a.len(), data.len());
+        assert!(got_a == data && got_c == data);
+        let info = s.tcp().info(c).unwrap();
+        assert_eq!(info.stats.retrans_segs, 0, "{info:?}");
+        assert!(info.wscale.is_some());
+
+        s.tcp()
+            .shutdown(c, loopstack_transport::tcp::Shutdown::Write)
+            .unwrap();
+        s.poll(now);
+        assert_eq!(s.tcp().recv(a, &mut buf), Ok(0), "EOF after FIN");
+        assert_eq!(s.tcp().state(a).unwrap(), State::CloseWait);
+        assert_eq!(s.tcp().state(c).unwrap(), State::FinWait2);
+        s.tcp().close(a).unwrap();
+        s.poll(now);
+        assert_eq!(s.tcp().state(c).unwrap(), State::TimeWait);
+        assert_eq!(s.tcp().recv(c, &mut buf), Ok(0));
+        s.tcp().close(c).unwrap();
+        now += Duration::from_secs(61);
+        s.poll(now);
+        assert_eq!(s.tcp().sockets().count(), 1, "only the listener is left");
+        assert_eq!(s.tcp().stats().curr_estab, 0);
+    }
+}
+
+#[test]
+fn connect_to_closed_port_is_refused() {
+    let mut s = Stack::new(StackConfig::default()).unwrap();
+    let c = s.tcp_connect(Instant::ZERO, addr("127.0.0.1:9")).unwrap();
+    s.poll(Instant::ZERO);
+    assert_eq!(s.tcp().state(c).unwrap(), State::Closed);
+    assert_eq!(
+        s.tcp().take_error(c).unwrap(),
+        Some(Error::ConnectionRefused)
+    );
+    assert_eq!(s.tcp().stats().attempt_fails, 1);
+    assert_eq!(s.tcp().stats().out_rsts, 1);
+}
