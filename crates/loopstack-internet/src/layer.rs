@@ -278,6 +278,12 @@ impl Internet {
         self.ifaces.add(name, kind, mtu)
     }
 
+    /// Sets an interface's MTU (`ip link set DEV mtu N`): the stack that owns the device
+    /// keeps it equal to the device's.
+    pub fn set_mtu(&mut self, iface: InterfaceId, mtu: usize) -> Result<(), IfaceError> {
+        self.ifaces.set_mtu(iface, mtu)
+    }
+
     /// Adds an address to an interface, with the routes Linux adds for it: a local route to
     /// the address (on a loopback interface, to its whole prefix), and a connected route to
     /// its prefix on other interfaces.

@@ -118,7 +118,9 @@ impl Stack {
     /// injection, tracing), or any device that loops packets back.
     pub fn with_loopback(config: StackConfig, lo: Box<dyn Device>) -> Result<Self, StackError> {
         let pool = PacketPool::new(config.pool.clone())?;
-        let ip = Internet::new(pool.clone(), config.internet.clone());
+        let mut ip = Internet::new(pool.clone(), config.internet.clone());
+        // The interface's MTU is the device's: a test may shrink `lo` to see segmentation.
+        ip.set_mtu(InterfaceId::LOOPBACK, lo.capabilities().mtu)?;
         let transport = Transport::new(pool.clone(), config.transport.clone(), config.seed);
         Ok(Stack {
             pool,

@@ -946,7 +946,6 @@ impl Connection {
                 self.retransmit_first = true;
                 self.stats.fast_retransmits += 1;
                 ctx.stats.fast_retransmits += 1;
-                self.rtt_probe = None;
             }
         }
         // Window update (RFC 9293 3.10.7.4): only from a segment newer than the last one
@@ -1012,7 +1011,6 @@ impl Connection {
         self.retries = 0;
         if self.cc.on_new_ack(acked, ack, flight) == AckAction::RetransmitFirst {
             self.retransmit_first = true;
-            self.rtt_probe = None;
         }
         // RFC 6298 5.2 and 5.3: stop the timer when everything is acknowledged, otherwise
         // restart it.
@@ -1287,8 +1285,15 @@ impl Connection {
         let retransmission = seq.lt(self.snd_max);
         if retransmission {
             self.stats.retrans_segs += 1;
-            // Karn's rule: a retransmitted segment says nothing about the RTT.
-            self.rtt_probe = None;
+            // Karn's rule (RFC 6298 3): the timed segment, once resent, says nothing about
+            // the RTT, since the ACK may answer either copy. Resending another segment
+            // leaves the measurement valid.
+            if self
+                .rtt_probe
+                .is_some_and(|(timed, _)| timed.in_window(seq, len.max(1)))
+            {
+                self.rtt_probe = None;
+            }
         } else if self.rtt_probe.is_none() && len > 0 {
             self.rtt_probe = Some((seq, now));
         }
@@ -1330,7 +1335,15 @@ impl Connection {
         let offset = self.snd_nxt.diff(self.snd_una).max(0) as u32;
         let unsent = data_len.saturating_sub(offset);
         let in_flight = self.snd_nxt - self.snd_una;
-        let window = self.snd_wnd.min(self.cc.cwnd());
+        // Limited transmit (RFC 3042): the first two duplicate ACKs each let one new
+        // segment out beyond the congestion window, so a small window still produces the
+        // three duplicates that fast retransmit needs instead of waiting for a timeout.
+        let limited = if self.cc.in_recovery() {
+            0
+        } else {
+            self.cc.dup_acks().min(2) * self.snd_mss
+        };
+        let window = self.snd_wnd.min(self.cc.cwnd() + limited);
         let usable = window.saturating_sub(in_flight);
         let len = unsent.min(usable).min(self.snd_mss);
 
@@ -1347,6 +1360,11 @@ impl Connection {
                     payload_offset: 0,
                     payload_len: 0,
                 });
+            }
+            if len > 0 {
+                // The window is open but too small for silly window avoidance to send
+                // into: the override timeout of RFC 9293 3.8.6.2.1 sends what fits.
+                return Some(self.data_segment(now, self.snd_nxt, len, false));
             }
         }
 
@@ -1365,7 +1383,7 @@ impl Connection {
                 let fin = self.fin_queued && all_fits;
                 return Some(self.data_segment(now, self.snd_nxt, len, fin));
             }
-        } else if self.fin_queued && unsent == 0 && self.snd_nxt == data_end {
+        } else if self.fin_queued && unsent == 0 && self.snd_nxt == data_end && !self.fin_acked() {
             // Everything sent: the FIN alone (it needs no window).
             return Some(self.data_segment(now, self.snd_nxt, 0, true));
         }
@@ -1396,7 +1414,11 @@ impl Connection {
         if !self.ack_now && self.dup_acks_owed == 0 {
             return None;
         }
-        let header = self.header(self.snd_nxt, Flags::ACK);
+        // A pure ACK carries SND.MAX, not SND.NXT: after a timeout SND.NXT goes back to
+        // resend, and an ACK numbered below what the peer already has would be
+        // unacceptable to it, drawing an ACK in return, and so on for ever (BSD's
+        // tcp_output does the same for the same reason).
+        let header = self.header(self.snd_max, Flags::ACK);
         Some(Outgoing {
             header,
             payload_offset: 0,
@@ -1404,14 +1426,15 @@ impl Connection {
         })
     }
 
-    /// Arms the persist timer when data waits for a closed window and nothing is in flight
-    /// to bring a window update back (RFC 9293 3.8.6.1).
+    /// Arms the persist timer when data waits for the window and nothing is in flight to
+    /// bring a window update back: a zero window (RFC 9293 3.8.6.1), or one too small for
+    /// silly window avoidance to use (3.8.6.2.1's override timeout). Without it, one lost
+    /// window update would stall the connection for good.
     fn arm_persist(&mut self, now: Instant) {
         let offset = self.snd_nxt.diff(self.snd_una).max(0) as usize;
         let waiting = self.send_buf.len() > offset;
         if self.state.is_synchronized()
             && waiting
-            && self.snd_wnd == 0
             && self.snd_una == self.snd_max
             && self.rto_at.is_none()
         {
