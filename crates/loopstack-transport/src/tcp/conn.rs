@@ -243,6 +243,19 @@ pub struct Connection {
     /// The peer's SYN offered window scaling.
     peer_scales: bool,
 
+    /// Both SYNs carried timestamps: every segment carries them (RFC 7323 3.2).
+    ts_enabled: bool,
+    /// TS.Recent: the timestamp to echo (RFC 7323 4.3).
+    ts_recent: u32,
+    /// Added to our clock in TSval, so TSvals do not reveal it (RFC 7323 5.4 / 7.1).
+    ts_offset: u32,
+    /// The ACK field of the last segment we sent (RFC 7323's Last.ACK.sent).
+    last_ack_sent: SeqNum,
+    /// The time of the current `next_segment` call, for the TSval of what it builds.
+    sending_at: Instant,
+    /// Our TSval when the retransmission timer last fired: older echoes are not samples.
+    timeout_tsval: Option<u32>,
+
     /// Payload bytes per segment we send.
     snd_mss: u32,
     /// The MSS we advertise: what our route's MTU allows.
@@ -346,6 +359,12 @@ impl Connection {
             rcv_shift: 0,
             offered_shift: shift_for(config.recv_buffer),
             peer_scales: false,
+            ts_enabled: false,
+            ts_recent: 0,
+            ts_offset: iss.0.rotate_left(13),
+            last_ack_sent: SeqNum(0),
+            sending_at: Instant::ZERO,
+            timeout_tsval: None,
             snd_mss: default_mss(v6).min(our_mss),
             our_mss,
             send_buf: SendBuffer::new(config.send_buffer),
@@ -425,6 +444,15 @@ impl Connection {
             .mss
             .map_or(default_mss(self.remote.is_ipv6()), u32::from);
         self.snd_mss = peer_mss.min(self.our_mss).max(1);
+        // RFC 7323 3.2: timestamps are used when both SYNs carry them. Our SYN always
+        // offers them; a SYN,ACK answers with them only if the peer's SYN had them.
+        if let Some((tsval, _)) = syn.options.timestamps {
+            self.ts_enabled = true;
+            self.ts_recent = tsval;
+            // Every segment now carries 12 bytes of option: the payload gives them up, so
+            // segments still fit the path (RFC 7323 3.2 / RFC 6691).
+            self.snd_mss = self.snd_mss.saturating_sub(12).max(1);
+        }
         if let Some(shift) = syn.options.window_scale {
             self.peer_scales = true;
             self.snd_shift = shift;
@@ -756,7 +784,7 @@ impl Connection {
         self.snd_wl1 = h.seq;
         self.snd_wl2 = h.ack;
         if has_ack {
-            self.ack_arrived(now, h.ack);
+            self.ack_arrived(now, h.ack, h.options.timestamps);
             self.set_state(State::Established, ctx);
             if self.fin_queued {
                 self.set_state(State::FinWait1, ctx);
@@ -795,6 +823,17 @@ impl Connection {
             return;
         }
 
+        // PAWS (RFC 7323 5.3, R1): a timestamp older than TS.Recent marks a stale
+        // duplicate, perhaps from before the sequence numbers wrapped: ACK and drop it.
+        if self.ts_enabled && !rst {
+            if let Some((tsval, _)) = h.options.timestamps {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+
         // First, the sequence number: is any of the segment inside our window?
         let text_len = payload.len() as u32 + u32::from(h.flags.contains(Flags::FIN));
         let wnd = self.rcv_adv.diff(self.rcv_nxt).max(0) as u32;
@@ -808,6 +847,16 @@ impl Connection {
                 }
             }
             return;
+        }
+        // RFC 7323 4.3 (2): remember the timestamp to echo, from segments that are not
+        // ahead of what we have acknowledged.
+        if let Some((tsval, _)) = h.options.timestamps {
+            if self.ts_enabled
+                && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+                && h.seq.le(self.last_ack_sent)
+            {
+                self.ts_recent = tsval;
+            }
         }
 
         // Second, RST (RFC 5961 3.2): only an exact match resets; anything else in the
@@ -931,7 +980,7 @@ impl Connection {
         }
         let window = u32::from(h.window) << self.snd_shift;
         if ack.gt(self.snd_una) {
-            self.ack_arrived(now, ack);
+            self.ack_arrived(now, ack, h.options.timestamps);
         } else if ack == self.snd_una
             && payload_len == 0
             && !h.flags.intersects(Flags::SYN | Flags::FIN)
@@ -986,7 +1035,7 @@ impl Connection {
     }
 
     /// New data acknowledged up to `ack`.
-    fn ack_arrived(&mut self, now: Instant, ack: SeqNum) {
+    fn ack_arrived(&mut self, now: Instant, ack: SeqNum, timestamps: Option<(u32, u32)>) {
         let acked = ack - self.snd_una;
         let flight = self.snd_max - self.snd_una;
         // The SYN takes the first sequence number and the FIN the last; neither is a byte
@@ -1002,10 +1051,33 @@ impl Connection {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        if let Some((seq, sent)) = self.rtt_probe {
-            if ack.gt(seq) {
-                self.rtt.on_sample(now.saturating_duration_since(sent));
+        match timestamps {
+            // RFC 7323 4.1: with timestamps every ACK of new data is a measurement, even of
+            // a retransmission, since TSecr says which transmission it answers. This is
+            // what lets the timer collapse its back-off after go-back-N.
+            //
+            // Karn's reasoning still applies to an echo older than the last timeout: it
+            // answers a transmission from before the data was resent, perhaps long before,
+            // and would inflate the estimate (the peer echoes its last in-order segment's
+            // timestamp, RFC 7323 4.3). Such ACKs give no sample.
+            Some((_, tsecr)) if self.ts_enabled && tsecr != 0 => {
+                let fresh = self
+                    .timeout_tsval
+                    .is_none_or(|t| (tsecr.wrapping_sub(t) as i32) >= 0);
+                if fresh {
+                    let ticks = self.tsval(now).wrapping_sub(tsecr);
+                    self.rtt.on_sample(Duration::from_millis(u64::from(ticks)));
+                    self.timeout_tsval = None;
+                }
                 self.rtt_probe = None;
+            }
+            _ => {
+                if let Some((seq, sent)) = self.rtt_probe {
+                    if ack.gt(seq) {
+                        self.rtt.on_sample(now.saturating_duration_since(sent));
+                        self.rtt_probe = None;
+                    }
+                }
             }
         }
         self.retries = 0;
@@ -1161,13 +1233,13 @@ impl Connection {
         ctx.stats.timeouts += 1;
         self.stats.timeouts += 1;
         self.rtt.on_timeout();
+        self.timeout_tsval = Some(self.tsval(now));
         self.cc
             .on_timeout(self.snd_max - self.snd_una, self.snd_max);
         // Go back to the first unacknowledged byte; the timer restarts when it is resent.
         self.snd_nxt = self.snd_una;
         self.retransmit_first = false;
         self.rtt_probe = None;
-        let _ = now;
     }
 
     // ------------------------------------------------------------------ sending
@@ -1207,6 +1279,11 @@ impl Connection {
         field as u16
     }
 
+    /// Our timestamp clock: one tick per millisecond (RFC 7323 5.4 allows 1 ms to 1 s).
+    fn tsval(&self, now: Instant) -> u32 {
+        ((now.as_nanos() / 1_000_000) as u32).wrapping_add(self.ts_offset)
+    }
+
     fn header(&mut self, seq: SeqNum, flags: Flags) -> Header {
         let syn = flags.contains(Flags::SYN);
         let mut h = Header {
@@ -1221,6 +1298,7 @@ impl Connection {
         };
         if flags.contains(Flags::ACK) {
             h.ack = self.rcv_nxt;
+            self.last_ack_sent = self.rcv_nxt;
             self.ack_now = false;
             self.ack_at = None;
             self.dup_acks_owed = self.dup_acks_owed.saturating_sub(1);
@@ -1233,12 +1311,20 @@ impl Connection {
                 h.options.window_scale = Some(self.offered_shift);
             }
         }
+        // Timestamps: offered on our SYN, then on every segment once agreed (RFC 7323 3.2).
+        let tsval = self.tsval(self.sending_at);
+        if syn && self.state == State::SynSent {
+            h.options.timestamps = Some((tsval, 0));
+        } else if self.ts_enabled {
+            h.options.timestamps = Some((tsval, self.ts_recent));
+        }
         h
     }
 
     /// The next segment to send at `now`, if any. Call until `None`; the connection
     /// assumes each one is sent (a lost one is recovered like a dropped packet).
     pub fn next_segment(&mut self, now: Instant) -> Option<Outgoing> {
+        self.sending_at = now;
         if let Some(rst) = self.rst_out.take() {
             return Some(Outgoing {
                 header: rst,

@@ -102,8 +102,8 @@ pub struct Options {
     /// SACK permitted (kind 4, RFC 2018). Read, never acted on: we do not offer SACK, so the
     /// peer never sends SACK blocks.
     pub sack_permitted: bool,
-    /// Timestamps (kind 8, RFC 7323 3): `(TSval, TSecr)`. Read, not offered: without our
-    /// option in the SYN-ACK the peer does not use them (RFC 7323 3.2).
+    /// Timestamps (kind 8, RFC 7323 3): `(TSval, TSecr)`. Used for round-trip measurement
+    /// (RFC 7323 4) and PAWS (5) when both SYNs carry it.
     pub timestamps: Option<(u32, u32)>,
 }
 
@@ -116,6 +116,9 @@ impl Options {
         }
         if self.window_scale.is_some() {
             n += 4; // NOP + 3-byte option
+        }
+        if self.timestamps.is_some() {
+            n += 12; // NOP, NOP + 10-byte option
         }
         n
     }
@@ -216,6 +219,13 @@ impl Header {
         if let Some(shift) = self.options.window_scale {
             // A NOP first keeps the next option 4-byte aligned, as every stack does.
             out[at..at + 4].copy_from_slice(&[1, 3, 3, shift]);
+            at += 4;
+        }
+        if let Some((tsval, tsecr)) = self.options.timestamps {
+            // RFC 7323 appendix A's layout: two NOPs, then the 10-byte option, aligned.
+            out[at..at + 4].copy_from_slice(&[1, 1, 8, 10]);
+            out[at + 4..at + 8].copy_from_slice(&tsval.to_be_bytes());
+            out[at + 8..at + 12].copy_from_slice(&tsecr.to_be_bytes());
         }
     }
 }
@@ -343,14 +353,15 @@ mod tests {
             options: Options {
                 mss: Some(1460),
                 window_scale: Some(9),
+                timestamps: Some((0xdead_beef, 7)),
                 ..Options::default()
             },
         };
         let mut out = [0xffu8; MAX_HEADER_LEN];
         h.write(&mut out);
-        assert_eq!(h.wire_len(), 28);
-        let (back, len) = Header::parse(&out[..28]).unwrap();
-        assert_eq!(len, 28);
+        assert_eq!(h.wire_len(), 40);
+        let (back, len) = Header::parse(&out[..40]).unwrap();
+        assert_eq!(len, 40);
         assert_eq!(back, h);
         assert_eq!(format!("{:?}", back.flags), "S.");
     }
