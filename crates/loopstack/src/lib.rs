@@ -11,8 +11,10 @@
 //! | [`buf`] | `loopstack-buf` | the shared packet buffer pool |
 //! | [`link`] | `loopstack-link` | devices (`lo`) and link middleware: pcap, faults, trace |
 //! | [`internet`] | `loopstack-internet` | IPv4/IPv6, interfaces, routes, fragments, ICMP |
+//! | [`transport`] | `loopstack-transport` | UDP and TCP |
+//! | [`socket`] | `loopstack-socket` | the `Stack` that owns every layer, driven by `poll(now)` |
 //!
-//! The transport and socket layers arrive as crates of their own on top of these. The
+//! The
 //! [`tour`] module is the library behind `loopstack tour`, the command-line walk through the
 //! stack; [`host`] is the poll loop that runs `lo` and the internet layer together, and
 //! [`ping`] is `loopstack ping`.
@@ -20,6 +22,8 @@
 pub use loopstack_buf as buf;
 pub use loopstack_internet as internet;
 pub use loopstack_link as link;
+pub use loopstack_socket as socket;
+pub use loopstack_transport as transport;
 
 pub mod host;
 pub mod ping;

@@ -61,6 +61,15 @@ pub enum TourError {
     /// The pool refused a buffer (only possible with a misconfigured pool).
     #[error("packet pool: {0}")]
     Pool(#[from] PoolError),
+    /// A socket call failed.
+    #[error("socket: {0}")]
+    Socket(#[from] loopstack_transport::Error),
+    /// The stack could not be built.
+    #[error("stack: {0}")]
+    Stack(#[from] loopstack_socket::StackError),
+    /// The TCP echo did not give back what was sent.
+    #[error("TCP echo mismatch: {0}")]
+    Echo(String),
 }
 
 /// What happened, for tests and for callers that want numbers rather than text.
@@ -80,6 +89,10 @@ pub struct TourReport {
     pub captured: u64,
     /// Echo replies received by the tour's pings.
     pub ping_replies: u64,
+    /// Bytes the tour's TCP echo got back intact.
+    pub tcp_echoed: u64,
+    /// Datagrams the tour's UDP sockets received.
+    pub udp_received: u64,
 }
 
 /// One packet the sender builds: addresses, ports, and what it carries.
@@ -608,7 +621,142 @@ pub fn run<O: Write, T: Write, P: Write>(
     )?;
 
     internet_section(out, &mut report)?;
+    transport_section(out, &mut report)?;
     Ok(report)
+}
+
+/// The transport layer's turn: a TCP echo of 1 MiB and a UDP exchange on a fresh
+/// [`Stack`](loopstack_socket::Stack), on a simulated clock, then the counters.
+fn transport_section<O: Write>(out: &mut O, report: &mut TourReport) -> Result<(), TourError> {
+    use loopstack_socket::{Stack, StackConfig};
+    use loopstack_transport::tcp::Shutdown;
+    use loopstack_transport::Error as SockError;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    let mut stack = Stack::new(StackConfig::default())?;
+    let mut now = Instant::ZERO;
+    let server: SocketAddr = "127.0.0.1:65432".parse().expect("literal");
+    writeln!(
+        out,
+        "\n== 7. the transport layer (loopstack-transport): TCP echo of 1 MiB on {server}"
+    )?;
+    let listener = stack.tcp_listen(server, 16)?;
+    let client = stack.tcp_connect(now, server)?;
+    stack.poll(now);
+    let (conn, peer) = stack.tcp().accept(listener)?;
+    writeln!(out, "accepted {peer}: handshake done in one poll")?;
+
+    let message: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let (mut sent, mut echoed) = (0, Vec::with_capacity(message.len()));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut rounds = 0;
+    while echoed.len() < message.len() && rounds < 100_000 {
+        rounds += 1;
+        if sent < message.len() {
+            match stack.tcp().send(client, &message[sent..]) {
+                Ok(n) => sent += n,
+                Err(SockError::WouldBlock) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        stack.poll(now);
+        // The server echoes what it reads (the classic echo loop: recv, then sendall).
+        loop {
+            match stack.tcp().recv(conn, &mut buf) {
+                Ok(0) | Err(SockError::WouldBlock) => break,
+                Ok(n) => {
+                    let mut off = 0;
+                    while off < n {
+                        match stack.tcp().send(conn, &buf[off..n]) {
+                            Ok(m) => off += m,
+                            Err(SockError::WouldBlock) => {
+                                stack.poll(now);
+                                let _ = drain(&mut stack, client, &mut echoed);
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        stack.poll(now);
+        drain(&mut stack, client, &mut echoed)?;
+        now += Duration::from_micros(10);
+    }
+    if echoed != message {
+        return Err(TourError::Echo(format!(
+            "{} of {} bytes came back",
+            echoed.len(),
+            message.len()
+        )));
+    }
+    report.tcp_echoed = echoed.len() as u64;
+    let info = stack.tcp().info(client)?;
+    writeln!(
+        out,
+        "echoed {} bytes intact; client: {} mss:{} cwnd:{} wscale:{:?} segs_out:{} retrans:{}",
+        echoed.len(),
+        info.state,
+        info.snd_mss,
+        info.cwnd,
+        info.wscale,
+        info.stats.segs_out,
+        info.stats.retrans_segs
+    )?;
+    stack.tcp().shutdown(client, Shutdown::Write)?;
+    stack.poll(now);
+    stack.tcp().close(conn)?;
+    stack.poll(now);
+    let state = stack.tcp().state(client)?;
+    stack.tcp().close(client)?;
+    writeln!(out, "closed: the client ends in {state}")?;
+
+    writeln!(
+        out,
+        "\nUDP: two sockets on ::1, and one datagram to a closed port"
+    )?;
+    let a = stack.udp_bind("[::1]:0".parse().expect("literal"))?;
+    let b = stack.udp_bind("[::1]:0".parse().expect("literal"))?;
+    let b_addr = stack.udp().local_addr(b)?;
+    stack.udp_send_to(now, a, b"hello, loopback", b_addr)?;
+    stack.poll(now);
+    let (n, from) = stack.udp().recv_from(b, &mut buf)?;
+    report.udp_received += 1;
+    writeln!(
+        out,
+        "{b_addr} got {n} bytes from {from}: {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    )?;
+    stack.udp_connect(a, "[::1]:9".parse().expect("literal"))?;
+    stack.udp_send(now, a, b"anyone?")?;
+    stack.poll(now);
+    match stack.udp().recv(a, &mut buf) {
+        Err(e) => writeln!(out, "to [::1]:9: {e} (ICMPv6 port unreachable came back)")?,
+        Ok(_) => writeln!(out, "to [::1]:9: unexpectedly answered")?,
+    }
+
+    writeln!(out, "\n$ netstat -s (the transport counters)")?;
+    write!(out, "{}", stack.transport().tcp.stats().render_snmp())?;
+    write!(out, "{}", stack.transport().udp.stats().render_snmp())?;
+    Ok(())
+}
+
+/// Reads whatever the client has received into `echoed`.
+fn drain(
+    stack: &mut loopstack_socket::Stack,
+    client: loopstack_transport::tcp::TcpHandle,
+    echoed: &mut Vec<u8>,
+) -> Result<(), TourError> {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stack.tcp().recv(client, &mut buf) {
+            Ok(0) | Err(loopstack_transport::Error::WouldBlock) => return Ok(()),
+            Ok(n) => echoed.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The internet layer's turn: the interface table, then pings through the real layer
@@ -679,6 +827,9 @@ mod tests {
         assert_eq!((r.received_bad, r.received_malformed, r.refused), (0, 0, 0));
         assert_eq!(r.captured, 6);
         assert_eq!(r.ping_replies, 6, "{out}");
+        assert_eq!(r.tcp_echoed, 1 << 20, "{out}");
+        assert_eq!(r.udp_received, 1, "{out}");
+        assert!(out.contains("connection refused"), "{out}");
         assert!(out.contains("64 bytes from 127.0.0.2: icmp_seq=2 ttl=64 time=0.000 ms"));
         assert!(
             out.contains("64 bytes from ::1: icmp_seq=1 ttl=64"),
