@@ -621,11 +621,12 @@ impl Connection {
             let before = self.rcv_window();
             let n = self.recv_q.read(out);
             // Reading opened the window: tell the peer if it grew enough to matter (the
-            // receiver's side of silly window avoidance, RFC 9293 3.8.6.2.2), and always
-            // when it had been closed.
+            // receiver's side of silly window avoidance, RFC 9293 3.8.6.2.2), a closed
+            // window included: the update is due once the window can open by a step, not
+            // before (`advertise` would still say zero).
             let potential = self.potential_window();
             if self.state.is_synchronized()
-                && (before == 0 || potential.saturating_sub(before) >= self.window_update_step())
+                && potential.saturating_sub(before) >= self.window_update_step()
             {
                 self.ack_now = true;
             }
@@ -799,6 +800,25 @@ impl Connection {
         self.take_text(now, h, h.seq + 1, payload, ctx);
     }
 
+    /// Simultaneous open's last step: in SYN-RECEIVED, the peer's SYN,ACK acknowledges our
+    /// SYN. ESTABLISHED, as for the ACK of a passive open, except that the window of a SYN
+    /// is never scaled (RFC 7323 2.2).
+    fn complete_simultaneous_open(&mut self, now: Instant, h: &Header, ctx: &mut Ctx<'_>) {
+        // Our SYN,ACK not yet sent (SND.NXT back at the ISS): the peer still needs the ACK
+        // of its SYN. Otherwise both sides are done, and nothing more is sent (figure 8).
+        self.ack_now = self.snd_nxt == self.iss;
+        self.ack_arrived(now, h.ack, h.options.timestamps);
+        self.snd_wnd = u32::from(h.window);
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = h.seq;
+        self.snd_wl2 = h.ack;
+        self.cc.set_mss(self.snd_mss, ctx.config.initial_window);
+        self.set_state(State::Established, ctx);
+        if self.fin_queued {
+            self.set_state(State::FinWait1, ctx);
+        }
+    }
+
     /// The segment-arrives rules for every state after SYN-SENT (RFC 9293 3.10.7.4).
     fn on_segment_synchronized(
         &mut self,
@@ -815,6 +835,16 @@ impl Connection {
         // our SYN,ACK was lost: send it again.
         if syn && !rst {
             if self.state == State::SynReceived && h.seq == self.irs {
+                // Simultaneous open (RFC 9293 figure 8, line 6): the peer's SYN,ACK repeats
+                // its SYN and acknowledges ours. By the letter of 3.10.7.4 it fails the
+                // sequence check (SEG.SEQ = RCV.NXT - 1), and answering it as a repeated SYN
+                // would have two such TCPs trade SYN,ACKs for ever. Like Linux
+                // (tcp_validate_incoming), take it as the ACK that ends the handshake.
+                if h.flags.contains(Flags::ACK) && h.ack.gt(self.snd_una) && h.ack.le(self.snd_max)
+                {
+                    self.complete_simultaneous_open(now, h, ctx);
+                    return;
+                }
                 self.snd_nxt = self.iss;
                 return;
             }
@@ -844,6 +874,17 @@ impl Connection {
                 self.ack_now = true;
                 if self.state == State::TimeWait && h.flags.contains(Flags::FIN) {
                     self.linger_until = Some(now + ctx.config.time_wait);
+                }
+                // "If the RCV.WND is zero, no segments will be acceptable, but special
+                // allowance should be made to accept valid ACKs" (RFC 9293 3.10.7.4): a
+                // segment at RCV.NXT refused only for want of room still acknowledges our
+                // data. Its text is dropped; its ACK field is processed.
+                if wnd == 0
+                    && h.seq == self.rcv_nxt
+                    && h.flags.contains(Flags::ACK)
+                    && self.state.is_synchronized()
+                {
+                    self.process_ack(now, h, payload.len(), ctx);
                 }
             }
             return;
@@ -1267,12 +1308,19 @@ impl Connection {
     fn advertise(&mut self, syn: bool) -> u16 {
         let edge = self.rcv_nxt + self.potential_window();
         let grow = edge.diff(self.rcv_adv);
-        if grow > 0 && (grow as u32 >= self.window_update_step() || self.rcv_window() == 0) {
+        // Even a closed window stays closed until it can open by a whole step: a window of
+        // the few bytes the application just read is exactly the silly window RFC 1122
+        // 4.2.3.3 forbids (the sender's persist probes keep asking meanwhile).
+        if grow > 0 && grow as u32 >= self.window_update_step() {
             self.rcv_adv = edge;
         }
         let wnd = self.rcv_window();
         let shift = if syn { 0 } else { self.rcv_shift };
-        let field = (wnd >> shift).min(65535);
+        // Round up to the scale's unit, as Linux does: rounding down would move the right
+        // edge left by up to 2^shift - 1 bytes, a shrinking window (RFC 9293 3.8.6.2.2),
+        // and cut off the tail of a peer's segment that filled the old window. Up to
+        // 2^shift - 1 bytes beyond the buffer may then be accepted, a bounded overshoot.
+        let field = (wnd.div_ceil(1 << shift)).min(65535);
         // What the peer sees is the field times 2^shift; keep RCV.ADV equal to that, so our
         // acceptability test and the peer's idea of our window agree.
         self.rcv_adv = self.rcv_nxt + (field << shift);
