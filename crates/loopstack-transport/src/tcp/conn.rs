@@ -1594,8 +1594,9 @@ impl Connection {
     }
 
     /// Reports an ICMP error about a segment of ours (RFC 1122 4.2.3.9, RFC 5927): hard
-    /// errors end a connection still opening; established connections keep going and
-    /// remember the error in case they time out.
+    /// errors end a connection still opening; established connections ignore them (a
+    /// spoofed unreachable must not be able to kill one, RFC 5927 4.1) and rely on their
+    /// retransmission timer instead.
     pub fn icmp_unreachable(&mut self, error: Error, ctx: &mut Ctx<'_>) {
         match self.state {
             State::SynSent | State::SynReceived => self.abort_with(Some(error), ctx),
