@@ -1318,9 +1318,17 @@ impl Connection {
         let shift = if syn { 0 } else { self.rcv_shift };
         // Round up to the scale's unit, as Linux does: rounding down would move the right
         // edge left by up to 2^shift - 1 bytes, a shrinking window (RFC 9293 3.8.6.2.2),
-        // and cut off the tail of a peer's segment that filled the old window. Up to
-        // 2^shift - 1 bytes beyond the buffer may then be accepted, a bounded overshoot.
-        let field = (wnd.div_ceil(1 << shift)).min(65535);
+        // and cut off the tail of a peer's segment that filled the old window. But never
+        // past the free buffer rounded up: re-rounding the old window up on every segment
+        // would move the edge right by each segment's remainder, so a peer sending while
+        // the application does not read would never see the window close (RFC 7323
+        // appendix F). With that cap, at most 2^shift - 1 bytes beyond the buffer are
+        // accepted, and the edge only moves left, by less than a unit, to stay within it.
+        let unit = 1u32 << shift;
+        let field = wnd
+            .div_ceil(unit)
+            .min(self.potential_window().div_ceil(unit))
+            .min(65535);
         // What the peer sees is the field times 2^shift; keep RCV.ADV equal to that, so our
         // acceptability test and the peer's idea of our window agree.
         self.rcv_adv = self.rcv_nxt + (field << shift);
