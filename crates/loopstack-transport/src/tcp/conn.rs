@@ -719,18 +719,7 @@ impl Connection {
     }
 
     fn rst_header(&self, seq: SeqNum, ack: Option<SeqNum>) -> Header {
-        Header {
-            src_port: self.local.port(),
-            dst_port: self.remote.port(),
-            seq,
-            ack: ack.unwrap_or_default(),
-            flags: if ack.is_some() {
-                Flags::RST | Flags::ACK
-            } else {
-                Flags::RST
-            },
-            ..Header::default()
-        }
+        Header::reset(self.local.port(), self.remote.port(), seq, ack)
     }
 
     // ------------------------------------------------------------------ arriving segments
@@ -808,8 +797,15 @@ impl Connection {
         // of its SYN. Otherwise both sides are done, and nothing more is sent (figure 8).
         self.ack_now = self.snd_nxt == self.iss;
         self.ack_arrived(now, h.ack, h.options.timestamps);
-        self.snd_wnd = u32::from(h.window);
-        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.establish(h, u32::from(h.window), ctx);
+    }
+
+    /// SYN-RECEIVED to ESTABLISHED on the ACK of our SYN: take the peer's window (`window`,
+    /// already scaled or not as the segment requires), and move on to FIN-WAIT-1 at once if
+    /// the application closed during the handshake.
+    fn establish(&mut self, h: &Header, window: u32, ctx: &mut Ctx<'_>) {
+        self.snd_wnd = window;
+        self.max_snd_wnd = self.max_snd_wnd.max(window);
         self.snd_wl1 = h.seq;
         self.snd_wl2 = h.ack;
         self.cc.set_mss(self.snd_mss, ctx.config.initial_window);
@@ -930,15 +926,7 @@ impl Connection {
                 self.rst_out = Some(self.rst_header(h.ack, None));
                 return;
             }
-            self.snd_wnd = u32::from(h.window) << self.snd_shift;
-            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
-            self.snd_wl1 = h.seq;
-            self.snd_wl2 = h.ack;
-            self.cc.set_mss(self.snd_mss, ctx.config.initial_window);
-            self.set_state(State::Established, ctx);
-            if self.fin_queued {
-                self.set_state(State::FinWait1, ctx);
-            }
+            self.establish(h, u32::from(h.window) << self.snd_shift, ctx);
         }
         if !self.process_ack(now, h, payload.len(), ctx) {
             return;

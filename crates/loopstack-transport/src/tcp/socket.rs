@@ -976,18 +976,7 @@ impl Tcp {
         links: &mut L,
     ) {
         let out = Outgoing {
-            header: Header {
-                src_port: local.port(),
-                dst_port: remote.port(),
-                seq,
-                ack: ack.unwrap_or_default(),
-                flags: if ack.is_some() {
-                    Flags::RST | Flags::ACK
-                } else {
-                    Flags::RST
-                },
-                ..Header::default()
-            },
+            header: Header::reset(local.port(), remote.port(), seq, ack),
             payload_offset: 0,
             payload_len: 0,
         };

@@ -162,6 +162,23 @@ pub enum WireError {
 }
 
 impl Header {
+    /// A reset: `<SEQ=seq><CTL=RST>`, or `<SEQ=seq><ACK=ack><CTL=RST,ACK>` when `ack` is
+    /// given (RFC 9293 3.10.7.1 uses both forms).
+    pub fn reset(src_port: u16, dst_port: u16, seq: SeqNum, ack: Option<SeqNum>) -> Header {
+        Header {
+            src_port,
+            dst_port,
+            seq,
+            ack: ack.unwrap_or_default(),
+            flags: if ack.is_some() {
+                Flags::RST | Flags::ACK
+            } else {
+                Flags::RST
+            },
+            ..Header::default()
+        }
+    }
+
     /// Reads a header from the start of `b`; returns it and its length (where the payload
     /// starts). An option with an impossible length ends option parsing, as in Linux: the
     /// segment itself is still good.
