@@ -3,8 +3,8 @@
 //! [`CountingAllocator`] proves "no heap allocation per packet once warm": install it as the
 //! global allocator of a test binary, warm the code up, then count what a section allocates
 //! on the current thread:
-//!
-//! ```ignore
+//! (the example names placeholder functions, so it is shown, not compiled)
+//! ```text
 //! use loopstack_testkit::{allocations_during, CountingAllocator};
 //!
 //! #[global_allocator]
