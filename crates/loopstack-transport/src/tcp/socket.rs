@@ -114,9 +114,7 @@ pub struct SocketEntry {
 #[derive(Debug)]
 pub struct Tcp {
     pool: PacketPool,
-    config: TcpConfig,
-    stats: TcpStats,
-    challenge: RateLimiter,
+    shared: Shared,
     isn: IsnGenerator,
     rng: Rng,
     slots: Vec<Slot>,
@@ -132,6 +130,25 @@ pub struct Tcp {
     /// Resets to send that belong to no connection: (local, remote, seq, ack).
     pending_resets: Vec<(SocketAddr, SocketAddr, SeqNum, Option<SeqNum>)>,
     scratch: Vec<u32>,
+}
+
+/// What every connection's calls need from the table ([`Ctx`]), kept apart from the slots
+/// so a connection and its context can be borrowed at the same time.
+#[derive(Debug)]
+struct Shared {
+    config: TcpConfig,
+    stats: TcpStats,
+    challenge: RateLimiter,
+}
+
+impl Shared {
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            config: &self.config,
+            stats: &mut self.stats,
+            challenge: &mut self.challenge,
+        }
+    }
 }
 
 fn unspecified(v6: bool) -> IpAddr {
@@ -160,12 +177,14 @@ impl Tcp {
         let isn = IsnGenerator::new([rng.next_u64(), rng.next_u64()]);
         Tcp {
             pool,
-            challenge: RateLimiter::new(
-                config.challenge_acks_per_sec,
-                config.challenge_acks_per_sec,
-            ),
-            config,
-            stats: TcpStats::default(),
+            shared: Shared {
+                challenge: RateLimiter::new(
+                    config.challenge_acks_per_sec,
+                    config.challenge_acks_per_sec,
+                ),
+                config,
+                stats: TcpStats::default(),
+            },
             isn,
             rng,
             slots: Vec::new(),
@@ -181,12 +200,12 @@ impl Tcp {
 
     /// Stack-wide counters.
     pub fn stats(&self) -> &TcpStats {
-        &self.stats
+        &self.shared.stats
     }
 
     /// The settings.
     pub fn config(&self) -> &TcpConfig {
-        &self.config
+        &self.shared.config
     }
 
     // ------------------------------------------------------------------ slots and handles
@@ -255,14 +274,7 @@ impl Tcp {
                     c.dirty = true;
                     self.dirty.push(h.index);
                 }
-                Ok((
-                    &mut c.conn,
-                    Ctx {
-                        config: &self.config,
-                        stats: &mut self.stats,
-                        challenge: &mut self.challenge,
-                    },
-                ))
+                Ok((&mut c.conn, self.shared.ctx()))
             }
             Some(Sock::Listener(_)) => Err(Error::NotConnected),
             None => Err(Error::BadHandle),
@@ -293,7 +305,8 @@ impl Tcp {
 
     fn ephemeral_port(&mut self, v6: bool) -> Result<u16, Error> {
         let ports = &self.ports;
-        self.config
+        self.shared
+            .config
             .ephemeral_ports
             .pick(&mut self.rng, |p| ports.contains_key(&(v6, p)))
             .ok_or(Error::AddrNotAvailable)
@@ -329,7 +342,7 @@ impl Tcp {
         let listener = Listener {
             local,
             accept_q: VecDeque::new(),
-            backlog: backlog.clamp(1, self.config.max_accept_backlog.max(1)),
+            backlog: backlog.clamp(1, self.shared.config.max_accept_backlog.max(1)),
             half_open: 0,
         };
         let h = self.insert(Sock::Listener(listener));
@@ -393,11 +406,7 @@ impl Tcp {
             .map_or(1280, |i| i.mtu());
         let mss = mss_for(mtu, v6, &self.pool);
         let iss = self.isn.isn(now, local, remote);
-        let mut ctx = Ctx {
-            config: &self.config,
-            stats: &mut self.stats,
-            challenge: &mut self.challenge,
-        };
+        let mut ctx = self.shared.ctx();
         let conn = Connection::connect(local, remote, iss, mss, &mut ctx);
         let h = self.insert(Sock::Conn(Box::new(ConnSlot {
             conn,
@@ -491,11 +500,7 @@ impl Tcp {
             Some(Sock::Listener(_)) => self.close_listener(index),
             Some(Sock::Conn(c)) => {
                 c.owned = false;
-                let mut ctx = Ctx {
-                    config: &self.config,
-                    stats: &mut self.stats,
-                    challenge: &mut self.challenge,
-                };
+                let mut ctx = self.shared.ctx();
                 c.conn.close(&mut ctx);
                 self.mark_dirty(index);
             }
@@ -531,11 +536,7 @@ impl Tcp {
         for child in children {
             if let Some(Sock::Conn(c)) = self.slots[child as usize].sock.as_mut() {
                 c.parent = None;
-                let mut ctx = Ctx {
-                    config: &self.config,
-                    stats: &mut self.stats,
-                    challenge: &mut self.challenge,
-                };
+                let mut ctx = self.shared.ctx();
                 c.conn.close(&mut ctx);
                 c.conn.abort(&mut ctx);
             }
@@ -641,23 +642,23 @@ impl Tcp {
         ip: &mut Internet,
         links: &mut L,
     ) {
-        self.stats.in_segs += 1;
+        self.shared.stats.in_segs += 1;
         let (h, header_len) = match Header::parse(&packet) {
             Ok(x) => x,
             Err(_) => {
-                self.stats.in_errs += 1;
+                self.shared.stats.in_errs += 1;
                 return;
             }
         };
         if meta.verify_checksum && !checksum::verify(meta.src, meta.dst, proto::TCP, &packet) {
-            self.stats.in_csum_errors += 1;
-            self.stats.in_errs += 1;
+            self.shared.stats.in_csum_errors += 1;
+            self.shared.stats.in_errs += 1;
             return;
         }
         let local = SocketAddr::new(meta.dst, h.dst_port);
         let remote = SocketAddr::new(meta.src, h.src_port);
         if packet.strip_front(header_len).is_err() {
-            self.stats.in_errs += 1;
+            self.shared.stats.in_errs += 1;
             return;
         }
         if let Some(&index) = self.conns.get(&(local, remote)) {
@@ -689,8 +690,8 @@ impl Tcp {
             if h.flags.contains(Flags::ACK) && !h.flags.contains(Flags::RST) {
                 if let Some(Sock::Listener(l)) = self.slots[parent as usize].sock.as_ref() {
                     if l.accept_q.len() >= l.backlog {
-                        self.stats.listen_overflows += 1;
-                        self.stats.listen_drops += 1;
+                        self.shared.stats.listen_overflows += 1;
+                        self.shared.stats.listen_drops += 1;
                         return;
                     }
                 }
@@ -700,11 +701,7 @@ impl Tcp {
             return;
         };
         let before = c.conn.state();
-        let mut ctx = Ctx {
-            config: &self.config,
-            stats: &mut self.stats,
-            challenge: &mut self.challenge,
-        };
+        let mut ctx = self.shared.ctx();
         c.conn.on_segment(now, h, payload, &mut ctx);
         let after = c.conn.state();
         if c.half_open && before == State::SynReceived && after != State::SynReceived {
@@ -745,12 +742,12 @@ impl Tcp {
             return;
         };
         if l.accept_q.len() >= l.backlog {
-            self.stats.listen_overflows += 1;
-            self.stats.listen_drops += 1;
+            self.shared.stats.listen_overflows += 1;
+            self.shared.stats.listen_drops += 1;
             return;
         }
-        if l.half_open >= self.config.max_syn_backlog {
-            self.stats.listen_drops += 1;
+        if l.half_open >= self.shared.config.max_syn_backlog {
+            self.shared.stats.listen_drops += 1;
             return;
         }
         l.half_open += 1;
@@ -761,11 +758,7 @@ impl Tcp {
             .map_or(1280, |i| i.mtu());
         let mss = mss_for(mtu, local.is_ipv6(), &self.pool);
         let iss = self.isn.isn(now, local, remote);
-        let mut ctx = Ctx {
-            config: &self.config,
-            stats: &mut self.stats,
-            challenge: &mut self.challenge,
-        };
+        let mut ctx = self.shared.ctx();
         let conn = Connection::accept_syn(local, remote, iss, mss, h, &mut ctx);
         let h = self.insert(Sock::Conn(Box::new(ConnSlot {
             conn,
@@ -841,11 +834,7 @@ impl Tcp {
         let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() else {
             return;
         };
-        let mut ctx = Ctx {
-            config: &self.config,
-            stats: &mut self.stats,
-            challenge: &mut self.challenge,
-        };
+        let mut ctx = self.shared.ctx();
         let v6 = quoted.dst.is_ipv6();
         match error {
             IcmpError::PortUnreachable | IcmpError::ProtocolUnreachable { .. } => {
@@ -886,11 +875,7 @@ impl Tcp {
             };
             if due {
                 if let Some(Sock::Conn(c)) = self.slots[i].sock.as_mut() {
-                    let mut ctx = Ctx {
-                        config: &self.config,
-                        stats: &mut self.stats,
-                        challenge: &mut self.challenge,
-                    };
+                    let mut ctx = self.shared.ctx();
                     c.conn.on_timer(now, &mut ctx);
                 }
                 self.mark_dirty(i as u32);
@@ -944,7 +929,7 @@ impl Tcp {
                 Err(_) => {
                     // No buffer: the segment counts as lost; the retransmission timer
                     // brings it back.
-                    self.stats.out_no_buffer += 1;
+                    self.shared.stats.out_no_buffer += 1;
                     continue;
                 }
             };
@@ -955,12 +940,12 @@ impl Tcp {
 
     fn count_out(&mut self, out: &Outgoing, retransmission: bool) {
         if retransmission {
-            self.stats.retrans_segs += 1;
+            self.shared.stats.retrans_segs += 1;
         } else {
-            self.stats.out_segs += 1;
+            self.shared.stats.out_segs += 1;
         }
         if out.header.flags.contains(Flags::RST) {
-            self.stats.out_rsts += 1;
+            self.shared.stats.out_rsts += 1;
         }
     }
 
@@ -985,7 +970,7 @@ impl Tcp {
                 self.count_out(&out, false);
                 let _ = send_down(now, packet, local, remote, ip, links);
             }
-            Err(_) => self.stats.out_no_buffer += 1,
+            Err(_) => self.shared.stats.out_no_buffer += 1,
         }
     }
 
