@@ -13,10 +13,11 @@
 //! whole exchange (data, ACK, window update) to the point where nothing more can happen
 //! until the application or a timer acts.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use loopstack_buf::{ConfigError, PacketBuf, PacketPool, PoolConfig};
 use loopstack_internet::iface::{IfaceError, InterfaceId, InterfaceKind};
+use loopstack_internet::layer::EchoReply;
 use loopstack_internet::{Cidr, Internet, InternetConfig, Links};
 use loopstack_link::{
     Device, DeviceCapabilities, Instant, Loopback, LoopbackConfig, LoopbackConfigError, TxError,
@@ -55,9 +56,13 @@ pub enum StackError {
     Interface(#[from] IfaceError),
 }
 
+/// A device the stack owns. `Send`, so a whole stack can move to (or be shared by) other
+/// threads: the blocking sockets keep theirs behind a mutex.
+pub type BoxedDevice = Box<dyn Device + Send>;
+
 /// The devices of a stack, by interface index: what the internet layer sends through.
 pub struct Devices {
-    list: Vec<(InterfaceId, Box<dyn Device>)>,
+    list: Vec<(InterfaceId, BoxedDevice)>,
 }
 
 impl std::fmt::Debug for Devices {
@@ -69,7 +74,7 @@ impl std::fmt::Debug for Devices {
 }
 
 impl Devices {
-    fn get_mut(&mut self, iface: InterfaceId) -> Option<&mut Box<dyn Device>> {
+    fn get_mut(&mut self, iface: InterfaceId) -> Option<&mut BoxedDevice> {
         self.list
             .iter_mut()
             .find(|(id, _)| *id == iface)
@@ -116,7 +121,7 @@ impl Stack {
 
     /// A stack whose `lo` is `lo`: a [`Loopback`] wrapped in middleware (capture, fault
     /// injection, tracing), or any device that loops packets back.
-    pub fn with_loopback(config: StackConfig, lo: Box<dyn Device>) -> Result<Self, StackError> {
+    pub fn with_loopback(config: StackConfig, lo: BoxedDevice) -> Result<Self, StackError> {
         let pool = PacketPool::new(config.pool.clone())?;
         let mut ip = Internet::new(pool.clone(), config.internet.clone());
         // The interface's MTU is the device's: a test may shrink `lo` to see segmentation.
@@ -136,7 +141,7 @@ impl Stack {
     /// addresses. Its MTU is the device's.
     pub fn add_device(
         &mut self,
-        device: Box<dyn Device>,
+        device: BoxedDevice,
         addrs: &[Cidr],
     ) -> Result<InterfaceId, StackError> {
         let mtu = device.capabilities().mtu;
@@ -182,7 +187,7 @@ impl Stack {
     }
 
     /// The device behind `iface`.
-    pub fn device(&self, iface: InterfaceId) -> Option<&dyn Device> {
+    pub fn device(&self, iface: InterfaceId) -> Option<&(dyn Device + Send + 'static)> {
         self.devices
             .list
             .iter()
@@ -191,7 +196,7 @@ impl Stack {
     }
 
     /// The device behind `iface`, to hand it packets from outside or take them away.
-    pub fn device_mut(&mut self, iface: InterfaceId) -> Option<&mut (dyn Device + 'static)> {
+    pub fn device_mut(&mut self, iface: InterfaceId) -> Option<&mut (dyn Device + Send + 'static)> {
         self.devices.get_mut(iface).map(|d| d.as_mut())
     }
 
@@ -237,6 +242,26 @@ impl Stack {
         self.transport
             .udp
             .send(now, h, data, &mut self.ip, &mut self.devices)
+    }
+
+    /// Sends an ICMP (or ICMPv6) echo request to `dst`, as `ping` does: `size` data bytes,
+    /// the first 8 of them the send time so the reply carries its round-trip time back.
+    pub fn send_echo_request(
+        &mut self,
+        now: Instant,
+        dst: IpAddr,
+        id: u16,
+        seq: u16,
+        size: usize,
+    ) -> Result<(), Error> {
+        self.ip
+            .send_echo_request(now, dst, id, seq, size, &mut self.devices)
+            .map_err(Error::from_send)
+    }
+
+    /// Takes the oldest echo reply that came back and was not taken yet.
+    pub fn take_echo_reply(&mut self) -> Option<EchoReply> {
+        self.ip.take_echo_reply()
     }
 
     // ------------------------------------------------------------------ the loop

@@ -97,6 +97,8 @@ impl Error {
             SendError::MessageTooLong { len, mtu } => Error::MessageTooLong { len, max: mtu },
             SendError::Martian(_) => Error::InvalidInput("martian address"),
             SendError::InterfaceDown(_) => Error::NetworkUnreachable,
+            // A message larger than the pool's largest buffer can never be sent.
+            SendError::Pool(p) => Error::from(p),
             // The pool, the headroom and the device queue are all temporary shortages.
             _ => Error::WouldBlock,
         }

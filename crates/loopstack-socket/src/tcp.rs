@@ -1,0 +1,367 @@
+//! `TcpListener` and `TcpStream`, shaped like `std::net`'s, on a shared [`Net`].
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use loopstack_transport::tcp::{self, State, Tcp, TcpHandle, TcpInfo};
+use loopstack_transport::Error;
+
+use crate::net::{each_addr, Deadline, Net, Options};
+
+/// The accept queue a listener gets: std asks Linux for 128.
+const BACKLOG: usize = 128;
+
+/// A TCP socket server, listening for connections (`std::net::TcpListener`).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use loopstack_socket::{Net, TcpListener, TcpStream};
+///
+/// let net = Net::new()?;
+/// let listener = TcpListener::bind(&net, "127.0.0.1:0")?;
+/// let mut client = TcpStream::connect(&net, listener.local_addr()?)?;
+/// let (mut server, _) = listener.accept()?;
+/// client.write_all(b"ping")?;
+/// let mut buf = [0; 4];
+/// server.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"ping");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TcpListener {
+    inner: Arc<Inner>,
+}
+
+/// A TCP connection between a local and a remote socket (`std::net::TcpStream`).
+///
+/// Reads and writes block until they can complete, or until the timeout set with
+/// [`set_read_timeout`](Self::set_read_timeout) / [`set_write_timeout`](Self::set_write_timeout)
+/// passes (then they fail with [`io::ErrorKind::WouldBlock`], as std's do on Linux).
+/// Dropping the last clone closes the connection: FIN after the queued data, or RST if
+/// received data was left unread.
+#[derive(Debug)]
+pub struct TcpStream {
+    inner: Arc<Inner>,
+}
+
+/// One socket, shared by its `try_clone`s.
+#[derive(Debug)]
+struct Inner {
+    net: Net,
+    handle: TcpHandle,
+    options: Options,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let h = self.handle;
+        self.net.core().run(|s, _| {
+            let _ = s.tcp().close(h);
+        });
+    }
+}
+
+impl Inner {
+    fn new(net: &Net, handle: TcpHandle) -> Arc<Inner> {
+        Arc::new(Inner {
+            net: net.clone(),
+            handle,
+            options: Options::default(),
+        })
+    }
+
+    fn call<R>(&self, f: impl FnOnce(&mut Tcp, TcpHandle) -> Result<R, Error>) -> io::Result<R> {
+        let h = self.handle;
+        self.net
+            .core()
+            .run(|s, _| f(s.tcp(), h))
+            .map_err(io::Error::from)
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.call(|t, h| t.take_error(h))
+            .map(|e| e.map(io::Error::from))
+    }
+}
+
+// ---------------------------------------------------------------------- the listener
+
+impl TcpListener {
+    /// Binds a listener to `addr` on `net` (port 0 for an ephemeral port). The address
+    /// must be unspecified or one of the stack's ([`io::ErrorKind::AddrNotAvailable`]);
+    /// a port in use is [`io::ErrorKind::AddrInUse`].
+    pub fn bind<A: ToSocketAddrs>(net: &Net, addr: A) -> io::Result<TcpListener> {
+        each_addr(addr, |a| {
+            let h = net.core().run(|s, _| s.tcp_listen(a, BACKLOG))?;
+            Ok(TcpListener {
+                inner: Inner::new(net, h),
+            })
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.call(|t, h| t.local_addr(h))
+    }
+
+    /// Waits for a connection and takes it off the accept queue, with the peer's address.
+    /// The new stream is in blocking mode whatever the listener's mode, as on Linux.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let lh = self.inner.handle;
+        let deadline = if self.inner.options.nonblocking() {
+            Deadline::Now
+        } else {
+            Deadline::Never
+        };
+        let (h, peer) = self
+            .inner
+            .net
+            .core()
+            .wait(deadline, |s, _| s.tcp().accept(lh))?;
+        Ok((
+            TcpStream {
+                inner: Inner::new(&self.inner.net, h),
+            },
+            peer,
+        ))
+    }
+
+    /// An endless iterator of [`accept`](Self::accept)ed streams (`std`'s `incoming`).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// Another handle on the same listener; the socket closes when the last goes.
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            inner: Arc::clone(&self.inner),
+        })
+    }
+
+    /// Non-blocking mode: [`accept`](Self::accept) fails with
+    /// [`io::ErrorKind::WouldBlock`] instead of waiting.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.options.set_nonblocking(nonblocking);
+        Ok(())
+    }
+
+    /// The socket's pending error (`SO_ERROR`); listeners have none.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.take_error()
+    }
+}
+
+/// The iterator [`TcpListener::incoming`] returns: it never ends.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+// ---------------------------------------------------------------------- the stream
+
+impl TcpStream {
+    /// Opens a connection to `addr` on `net`, trying each address it resolves to in turn,
+    /// and waits for the handshake. A RST in answer is
+    /// [`io::ErrorKind::ConnectionRefused`]; SYN retransmissions running out (about two
+    /// minutes, Linux's `tcp_syn_retries`) is [`io::ErrorKind::TimedOut`].
+    pub fn connect<A: ToSocketAddrs>(net: &Net, addr: A) -> io::Result<TcpStream> {
+        each_addr(addr, |a| TcpStream::connect_one(net, a, Deadline::Never))
+    }
+
+    /// Like [`connect`](Self::connect) to one address, but gives up after `timeout`
+    /// with [`io::ErrorKind::TimedOut`]. A zero timeout is [`io::ErrorKind::InvalidInput`],
+    /// as in std.
+    pub fn connect_timeout(
+        net: &Net,
+        addr: &SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        TcpStream::connect_one(net, *addr, Deadline::after(Some(timeout)))
+    }
+
+    fn connect_one(net: &Net, addr: SocketAddr, deadline: Deadline) -> io::Result<TcpStream> {
+        let h = net.core().run(|s, now| s.tcp_connect(now, addr))?;
+        // From here the stream owns the handle: an early return closes it.
+        let stream = TcpStream {
+            inner: Inner::new(net, h),
+        };
+        let outcome = net.core().wait(deadline, |s, _| match s.tcp().state(h)? {
+            State::SynSent | State::SynReceived => Err(Error::WouldBlock),
+            State::Closed => Err(s.tcp().take_error(h)?.unwrap_or(Error::ConnectionRefused)),
+            _ => Ok(()),
+        });
+        match outcome {
+            Ok(()) => Ok(stream),
+            Err(Error::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection timed out",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The remote end's address; [`io::ErrorKind::NotConnected`] once the connection is gone.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.call(|t, h| t.peer_addr(h))
+    }
+
+    /// The local end's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.call(|t, h| t.local_addr(h))
+    }
+
+    /// Shuts down reading, writing or both. Writing sends FIN after the queued data; after
+    /// reading is shut, reads return end of file.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let how = match how {
+            Shutdown::Read => tcp::Shutdown::Read,
+            Shutdown::Write => tcp::Shutdown::Write,
+            Shutdown::Both => tcp::Shutdown::Both,
+        };
+        self.inner.call(|t, h| t.shutdown(h, how))
+    }
+
+    /// `TCP_NODELAY`: turns Nagle's algorithm off (on) or back on (off).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.call(|t, h| t.set_nodelay(h, nodelay))
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.inner.call(|t, h| t.nodelay(h))
+    }
+
+    /// How long a read may wait (`None`: for ever). A zero duration is
+    /// [`io::ErrorKind::InvalidInput`], as in std.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.options.set_read_timeout(timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.options.read_timeout())
+    }
+
+    /// How long a write may wait for room in the send buffer (`None`: for ever).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.options.set_write_timeout(timeout)
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.options.write_timeout())
+    }
+
+    /// Non-blocking mode: reads and writes that would wait fail with
+    /// [`io::ErrorKind::WouldBlock`] instead. Shared with every clone.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.options.set_nonblocking(nonblocking);
+        Ok(())
+    }
+
+    /// Another handle on the same connection, for another thread; options are shared, and
+    /// the connection closes when the last handle goes.
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            inner: Arc::clone(&self.inner),
+        })
+    }
+
+    /// Reads without consuming (`MSG_PEEK`): waits as [`read`](Read::read) does.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let h = self.inner.handle;
+        Ok(self
+            .inner
+            .net
+            .core()
+            .wait(self.inner.options.read_deadline(), |s, _| {
+                let t = s.tcp();
+                if !t.can_recv(h)? {
+                    return Err(Error::WouldBlock);
+                }
+                t.peek(h, buf)
+            })?)
+    }
+
+    /// The socket's pending error (`SO_ERROR`), taken.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.take_error()
+    }
+
+    /// `ss -ti` for this connection: state, window, RTT, congestion window, counters.
+    pub fn info(&self) -> io::Result<TcpInfo> {
+        self.inner.call(|t, h| t.info(h))
+    }
+
+    /// The connection's state (RFC 9293 3.3.2).
+    pub fn state(&self) -> io::Result<State> {
+        self.inner.call(|t, h| t.state(h))
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let h = self.inner.handle;
+        Ok(self
+            .inner
+            .net
+            .core()
+            .wait(self.inner.options.read_deadline(), |s, _| {
+                s.tcp().recv(h, buf)
+            })?)
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let h = self.inner.handle;
+        Ok(self
+            .inner
+            .net
+            .core()
+            .wait(self.inner.options.write_deadline(), |s, _| {
+                s.tcp().send(h, buf)
+            })?)
+    }
+
+    /// Nothing to do: every write has already been handed to the stack.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self).flush()
+    }
+}
