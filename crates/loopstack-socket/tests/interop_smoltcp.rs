@@ -34,10 +34,9 @@
 //! those chains were 80% of the time. None of it is a loopstack fault; SACK, or timestamps
 //! (smoltcp sends them only when its application enables them), would shorten it.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use loopstack_buf::{PacketBuf, PacketPool};
@@ -263,7 +262,7 @@ fn to_smol(t: Instant) -> SmolInstant {
 
 /// loopstack's end of the wire: a point-to-point IP device.
 struct LsEnd {
-    wire: Rc<RefCell<Wire>>,
+    wire: Arc<Mutex<Wire>>,
     pool: PacketPool,
     stats: LinkStats,
 }
@@ -291,7 +290,7 @@ impl Device for LsEnd {
         }
         self.stats.tx_packets += 1;
         self.stats.tx_bytes += packet.len() as u64;
-        let mut w = self.wire.borrow_mut();
+        let mut w = self.wire.lock().unwrap();
         w.to_smol
             .push_back((now + LATENCY, packet.as_slice().to_vec()));
         w.moved += 1;
@@ -299,7 +298,7 @@ impl Device for LsEnd {
     }
 
     fn receive(&mut self, now: Instant) -> Option<PacketBuf> {
-        let mut w = self.wire.borrow_mut();
+        let mut w = self.wire.lock().unwrap();
         if w.to_ls.front().is_none_or(|(due, _)| *due > now) {
             return None;
         }
@@ -324,14 +323,14 @@ impl Device for LsEnd {
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        self.wire.borrow().to_ls.front().map(|(due, _)| *due)
+        self.wire.lock().unwrap().to_ls.front().map(|(due, _)| *due)
     }
 }
 
 /// A device the test keeps a handle on after the stack owns it, to read its counters.
 struct Shared<D> {
     name: String,
-    inner: Rc<RefCell<D>>,
+    inner: Arc<Mutex<D>>,
 }
 
 impl<D: Device> Device for Shared<D> {
@@ -339,34 +338,34 @@ impl<D: Device> Device for Shared<D> {
         &self.name
     }
     fn capabilities(&self) -> DeviceCapabilities {
-        self.inner.borrow().capabilities()
+        self.inner.lock().unwrap().capabilities()
     }
     fn transmit(&mut self, now: Instant, packet: PacketBuf) -> Result<(), TxError> {
         trace(now, "ls tx", &packet);
-        self.inner.borrow_mut().transmit(now, packet)
+        self.inner.lock().unwrap().transmit(now, packet)
     }
     fn receive(&mut self, now: Instant) -> Option<PacketBuf> {
-        let p = self.inner.borrow_mut().receive(now)?;
+        let p = self.inner.lock().unwrap().receive(now)?;
         trace(now, "ls rx", &p);
         Some(p)
     }
     fn stats(&self) -> LinkStats {
-        self.inner.borrow().stats()
+        self.inner.lock().unwrap().stats()
     }
     fn poll_at(&self) -> Option<Instant> {
-        self.inner.borrow().poll_at()
+        self.inner.lock().unwrap().poll_at()
     }
 }
 
 /// smoltcp's end of the wire.
 struct SmolEnd {
-    wire: Rc<RefCell<Wire>>,
+    wire: Arc<Mutex<Wire>>,
 }
 
 struct SmolRx(Vec<u8>);
 
 struct SmolTx {
-    wire: Rc<RefCell<Wire>>,
+    wire: Arc<Mutex<Wire>>,
     now: Instant,
 }
 
@@ -381,7 +380,7 @@ impl phy::TxToken for SmolTx {
         let mut packet = vec![0; len];
         let r = f(&mut packet);
         trace(self.now, "smol tx", &packet);
-        let mut w = self.wire.borrow_mut();
+        let mut w = self.wire.lock().unwrap();
         w.smoltcp_sent(&packet);
         w.to_ls.push_back((self.now + LATENCY, packet));
         w.moved += 1;
@@ -395,7 +394,7 @@ impl phy::Device for SmolEnd {
 
     fn receive(&mut self, timestamp: SmolInstant) -> Option<(SmolRx, SmolTx)> {
         let now = from_smol(timestamp);
-        let mut w = self.wire.borrow_mut();
+        let mut w = self.wire.lock().unwrap();
         if w.to_smol.front().is_none_or(|(due, _)| *due > now) {
             return None;
         }
@@ -468,9 +467,9 @@ enum Stage {
 struct Sim {
     label: String,
     now: Instant,
-    wire: Rc<RefCell<Wire>>,
+    wire: Arc<Mutex<Wire>>,
     ls: Stack,
-    ls_dev: Rc<RefCell<FaultInjector<LsEnd>>>,
+    ls_dev: Arc<Mutex<FaultInjector<LsEnd>>>,
     iface: Interface,
     dev: SmolEnd,
     sockets: SocketSet<'static>,
@@ -481,7 +480,7 @@ struct Sim {
 
 impl Sim {
     fn new(label: String, drop: f64, seed: u64) -> Sim {
-        let wire = Rc::new(RefCell::new(Wire::default()));
+        let wire = Arc::new(Mutex::new(Wire::default()));
         let mut ls = Stack::new(StackConfig {
             seed,
             ..Default::default()
@@ -497,7 +496,7 @@ impl Sim {
             direction: FaultDirection::Both,
             ..FaultConfig::default()
         };
-        let ls_dev = Rc::new(RefCell::new(
+        let ls_dev = Arc::new(Mutex::new(
             FaultInjector::new(end, faults, seed ^ 0xfa17).unwrap(),
         ));
         let shared = Shared {
@@ -553,11 +552,11 @@ impl Sim {
     /// Polls both stacks once at `now`. Returns whether anything happened.
     fn poll(&mut self) -> bool {
         self.steps += 1;
-        let before = self.wire.borrow().moved;
+        let before = self.wire.lock().unwrap().moved;
         let ls_worked = self.ls.poll(self.now);
         self.iface
             .poll(to_smol(self.now), &mut self.dev, &mut self.sockets);
-        ls_worked || self.wire.borrow().moved != before
+        ls_worked || self.wire.lock().unwrap().moved != before
     }
 
     /// Moves the clock to the next thing either stack or the wire has to do: at least 1 µs
@@ -568,7 +567,13 @@ impl Sim {
             .iface
             .poll_at(to_smol(self.now), &self.sockets)
             .map(from_smol);
-        let wire_at = self.wire.borrow().to_smol.front().map(|(due, _)| *due);
+        let wire_at = self
+            .wire
+            .lock()
+            .unwrap()
+            .to_smol
+            .front()
+            .map(|(due, _)| *due);
         let lo = self.now + Duration::from_micros(1);
         let hi = self.now + MAX_STEP;
         let next = [ls_at, smol_at, wire_at]
@@ -597,7 +602,7 @@ impl Sim {
             }
             if self.now - start > PHASE_LIMIT {
                 let smol_state = self.socket().state();
-                let w = self.wire.borrow();
+                let w = self.wire.lock().unwrap();
                 panic!(
                     "{}: {what} not done after {:?} of simulated time (now {}); smoltcp {}; \
                      wire: {} to smoltcp, {} to loopstack; loopstack sockets: {:?}",
@@ -614,7 +619,7 @@ impl Sim {
     }
 
     fn fault_stats(&self) -> FaultStats {
-        self.ls_dev.borrow().fault_stats()
+        self.ls_dev.lock().unwrap().fault_stats()
     }
 }
 
@@ -823,8 +828,8 @@ fn run_one(family: Family, dir: Direction, drop: f64, seed: u64) -> Outcome {
         info.stats.bytes_received, TRANSFER as u64,
         "{label}: {info:?}"
     );
-    let ls_dev_stats = sim.ls_dev.borrow().inner().stats();
-    let smol_retrans = sim.wire.borrow().smol_retrans;
+    let ls_dev_stats = sim.ls_dev.lock().unwrap().inner().stats();
+    let smol_retrans = sim.wire.lock().unwrap().smol_retrans;
     assert_eq!(ls_dev_stats.rx_dropped, 0, "{label}: pool ran dry");
     Outcome {
         handshake,

@@ -147,7 +147,7 @@ fn transfer(run: Run) -> Duration {
     })
     .unwrap();
     let lo = FaultInjector::new(lo, faults, run.seed).unwrap();
-    let lo: Box<dyn loopstack_link::Device> = if std::env::var_os("LOOPSTACK_TRACE").is_some() {
+    let lo: loopstack_socket::BoxedDevice = if std::env::var_os("LOOPSTACK_TRACE").is_some() {
         Box::new(loopstack_link::Tracer::new(lo, std::io::stderr()))
     } else {
         Box::new(lo)
