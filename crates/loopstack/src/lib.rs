@@ -25,6 +25,8 @@ pub use loopstack_link as link;
 pub use loopstack_socket as socket;
 pub use loopstack_transport as transport;
 
+pub mod echo;
 pub mod host;
+pub mod http;
 pub mod ping;
 pub mod tour;
