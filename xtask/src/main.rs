@@ -9,6 +9,9 @@
 //!    mode, so none of them rots (no timing is judged)
 //! 5. `cargo doc --workspace --no-deps` with `RUSTDOCFLAGS=-D warnings`
 //! 6. `cargo run -p loopstack -- tour`: the README's main command must keep working
+//! 7. `cargo run -p loopstack --example echo_server` and
+//! 8. `cargo run -p loopstack --example http_hello`: the blocking-socket examples, each a
+//!    server and a client in one process that exits non-zero unless the answer is right
 //!
 //! `cargo xtask soak` runs the TCP loss suite (`crates/loopstack-socket/tests/tcp_loss.rs`)
 //! with many more seeds than CI does, optimised: 2000 seeds per sweep, 8000 transfers of
@@ -69,6 +72,30 @@ const CI: &[Step] = &[
     Step {
         title: "tour (the README's main command)",
         args: &["run", "--quiet", "-p", "loopstack", "--", "tour"],
+        env: &[],
+    },
+    Step {
+        title: "example: echo server",
+        args: &[
+            "run",
+            "--quiet",
+            "-p",
+            "loopstack",
+            "--example",
+            "echo_server",
+        ],
+        env: &[],
+    },
+    Step {
+        title: "example: HTTP hello",
+        args: &[
+            "run",
+            "--quiet",
+            "-p",
+            "loopstack",
+            "--example",
+            "http_hello",
+        ],
         env: &[],
     },
 ];

@@ -40,7 +40,10 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::stack::{Stack, StackConfig, StackError};
 
-/// Echo replies kept per ICMP socket before the oldest is dropped.
+/// Echo replies kept per ICMP socket. Past that, replies that arrive are dropped (and
+/// counted in [`NetStats::echo_dropped`]) until the socket reads, as a full receive buffer
+/// drops new packets on Linux; the queued ones are kept. (This said "the oldest is
+/// dropped", which `settle` never did.)
 const ECHO_QUEUE: usize = 64;
 
 /// A stack shared by blocking sockets: clone it freely (it is a reference), and pass it to
@@ -164,6 +167,9 @@ impl Net {
 
     /// Runs `f` on the stack under its lock (to read counters, list sockets, change routes),
     /// then lets the stack carry out whatever that caused.
+    ///
+    /// The lock is not re-entrant: `f` must not call a socket of this stack (nor drop one,
+    /// which closes it), or it waits for itself.
     pub fn with<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> R {
         self.core().run(|stack, _| f(stack))
     }
@@ -237,13 +243,20 @@ impl Core {
         loop {
             let now = self.now();
             let r = f(&mut st.stack, now);
-            let worked = st.stack.poll(now);
+            let changed = poll_stack(&mut st.stack, now);
             let blocked = matches!(r, Err(Error::WouldBlock));
             // Wake the others only when something changed: a failed try that woke them
             // would have them wake it back, for ever.
-            self.settle(&mut st, worked || !blocked);
+            self.settle(&mut st, changed || !blocked);
             if !blocked {
                 return r;
+            }
+            if changed {
+                // This poll ran timers or moved packets after `f` looked (a connection
+                // that gave up, data a delayed packet brought): that may be what `f`
+                // waits for, and the wake-up it sent reaches the others only. Try again
+                // before sleeping, or sleep through it.
+                continue;
             }
             match deadline {
                 Deadline::Now => return r,
@@ -314,8 +327,8 @@ impl Core {
         let mut st = self.state.lock();
         loop {
             let now = self.now();
-            let worked = st.stack.poll(now);
-            self.settle(&mut st, worked);
+            let changed = poll_stack(&mut st.stack, now);
+            self.settle(&mut st, changed);
             if let Some(reply) = st.echo.get_mut(&id).and_then(VecDeque::pop_front) {
                 return Ok(reply);
             }
@@ -333,6 +346,21 @@ impl Core {
     }
 }
 
+/// Polls the stack at `now`; returns whether that changed anything a waiting socket may
+/// be waiting for: packets moved, or due timers ran.
+///
+/// [`Stack::poll`] reports packets moved only, but a timer can change a socket without
+/// moving one: a connection whose last retransmission (SYN or data) was lost gives up
+/// and fails with `TimedOut`, TIME-WAIT ends. Counting only packets left a `connect` or
+/// `read` blocked for ever on such a connection. A due timer counts once it has run,
+/// that is once the stack's next deadline moved; one that stays put is a layer asking
+/// again for a past time without doing anything, and must not wake every waiter.
+fn poll_stack(stack: &mut Stack, now: Instant) -> bool {
+    let due = stack.poll_at().filter(|&t| t <= now);
+    let worked = stack.poll(now);
+    worked || due.is_some_and(|d| stack.poll_at() != Some(d))
+}
+
 /// The timer thread: sleeps until the stack's next timer, polls it, and sleeps again.
 fn timer_loop(core: &Core) {
     let mut st = core.state.lock();
@@ -344,9 +372,9 @@ fn timer_loop(core: &Core) {
         match st.stack.poll_at() {
             Some(t) if t <= now => {
                 st.stats.timer_polls += 1;
-                let worked = st.stack.poll(now);
+                let changed = poll_stack(&mut st.stack, now);
                 st.timer_deadline = None;
-                core.settle(&mut st, worked);
+                core.settle(&mut st, changed);
                 if st.stack.poll_at().is_some_and(|t| t <= now) {
                     // A layer asks again for a time that has passed, and polling did not
                     // change that: sleep a millisecond rather than spin on it.
