@@ -294,7 +294,14 @@ impl TcpStream {
                 if !t.can_recv(h)? {
                     return Err(Error::WouldBlock);
                 }
-                t.peek(h, buf)
+                match t.peek(h, buf)? {
+                    // Nothing queued, yet `can_recv`: end of file, or an error (a reset).
+                    // A zero-length `recv` tells which, as `read` would, and takes the
+                    // error as Linux's MSG_PEEK does; peeking alone made a reset
+                    // connection look like a clean end of file.
+                    0 if !buf.is_empty() => t.recv(h, &mut []),
+                    n => Ok(n),
+                }
             })?)
     }
 

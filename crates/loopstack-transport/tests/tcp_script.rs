@@ -375,6 +375,25 @@ rule! {
 }
 
 rule! {
+    /// After the peer's FIN nothing more will come, so reading the buffer empty sends no
+    /// window update: from TIME-WAIT one would reach a peer that has closed and draw a RST,
+    /// which ends TIME-WAIT early (RFC 9293 3.10.7.4).
+    fn no_window_update_after_the_peers_fin(f) {
+        let mut t = Script::established_with(f, small_buffer(1000), Script::peer_syn_ack(f));
+        t.recv(seg().ack().seq(IRS + 1).ack_n(ISS + 1).len(600));
+        t.expect(seg().ack().ack_n(IRS + 601).window(400));
+        t.recv(seg().ack().fin().seq(IRS + 601).ack_n(ISS + 1));
+        // The FIN takes a sequence number, so the window is one less: the right edge stays.
+        t.expect(seg().ack().ack_n(IRS + 602).window(399));
+        assert_eq!(t.state(), State::CloseWait);
+        // Reading opens the window by 600 bytes, more than the update step (half the
+        // buffer): before the FIN that was worth an update, now it is not.
+        assert_eq!(t.read_all(), pattern(IRS + 1, 600));
+        t.expect_nothing();
+    }
+}
+
+rule! {
     /// Receiver silly window avoidance, RFC 9293 3.8.6.2.2 (RFC 1122 4.2.3.3, a MUST):
     /// after the window closed, the right edge moves only once it can move by
     /// min(buffer / 2, MSS): reading 100 bytes of a 1000-byte buffer must not advertise a

@@ -624,8 +624,12 @@ impl Connection {
             // receiver's side of silly window avoidance, RFC 9293 3.8.6.2.2), a closed
             // window included: the update is due once the window can open by a step, not
             // before (`advertise` would still say zero).
+            // Once the peer's FIN has arrived it sends nothing more, so a bigger window
+            // is news to nobody: an update from TIME-WAIT would even draw a RST from a
+            // peer that has gone, and end our TIME-WAIT early (RFC 9293 3.10.7.4).
             let potential = self.potential_window();
             if self.state.is_synchronized()
+                && !self.fin_received
                 && potential.saturating_sub(before) >= self.window_update_step()
             {
                 self.ack_now = true;
