@@ -115,6 +115,12 @@ pub fn tcp_client(net: &Net, addr: SocketAddr, bytes: u64) -> Result<EchoReport,
         writer.shutdown(std::net::Shutdown::Write)
     });
     let checked = read_and_check(&stream, bytes);
+    if checked.is_err() {
+        // The sender may be blocked on a full window that the server will never open again
+        // (it is blocked writing echoes nobody reads now): shutting the stream down makes
+        // its write fail, so the join below returns.
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
     let sent = sender
         .join()
         .map_err(|_| io::Error::other("the sending thread panicked"))?;
@@ -293,6 +299,37 @@ mod tests {
         let report = tcp_client(&net, addr, 300_001).unwrap();
         assert_eq!(report.bytes, 300_001);
         assert_eq!(server.join().unwrap().unwrap(), 300_001);
+    }
+
+    #[test]
+    fn a_bad_echo_fails_the_client_without_hanging_it() {
+        let net = Net::new().unwrap();
+        let listener = TcpListener::bind(&net, "127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // An echo server that damages byte 100 000 and carries on echoing.
+        let server = std::thread::spawn(move || -> io::Result<()> {
+            let (mut conn, _) = listener.accept()?;
+            let mut buf = [0u8; 1024];
+            let mut at = 0usize;
+            loop {
+                let n = conn.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if (at..at + n).contains(&100_000) {
+                    buf[100_000 - at] ^= 0x80;
+                }
+                conn.write_all(&buf[..n])?;
+                at += n;
+            }
+        });
+        // More than the four 1 MiB buffers between the two ends hold, so the sender blocks.
+        match tcp_client(&net, addr, 16 << 20) {
+            Err(EchoError::Mismatch { offset, .. }) => assert_eq!(offset, 100_000),
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        // The client's stream is gone, so the server's next write or read fails.
+        let _ = server.join().unwrap();
     }
 
     #[test]

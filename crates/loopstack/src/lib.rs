@@ -12,12 +12,11 @@
 //! | [`link`] | `loopstack-link` | devices (`lo`) and link middleware: pcap, faults, trace |
 //! | [`internet`] | `loopstack-internet` | IPv4/IPv6, interfaces, routes, fragments, ICMP |
 //! | [`transport`] | `loopstack-transport` | UDP and TCP |
-//! | [`socket`] | `loopstack-socket` | the `Stack` that owns every layer, driven by `poll(now)` |
+//! | [`socket`] | `loopstack-socket` | the `Stack` (poll mode) and the std::net-shaped sockets on a shared `Net` (blocking mode) |
 //!
-//! The
-//! [`tour`] module is the library behind `loopstack tour`, the command-line walk through the
-//! stack; [`host`] is the poll loop that runs `lo` and the internet layer together, and
-//! [`ping`] is `loopstack ping`.
+//! The [`tour`] module is the library behind `loopstack tour`, the command-line walk through
+//! the stack; [`echo`] and [`http`] are the services and checking clients behind
+//! `loopstack echo` and `loopstack http`, and [`ping`] is `loopstack ping`.
 
 pub use loopstack_buf as buf;
 pub use loopstack_internet as internet;
@@ -25,8 +24,12 @@ pub use loopstack_link as link;
 pub use loopstack_socket as socket;
 pub use loopstack_transport as transport;
 
+/// The sockets and stacks applications use most, at the top level.
+pub use loopstack_socket::{
+    IcmpSocket, Net, Stack, StackConfig, TcpListener, TcpStream, UdpSocket,
+};
+
 pub mod echo;
-pub mod host;
 pub mod http;
 pub mod ping;
 pub mod tour;

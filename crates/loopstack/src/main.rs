@@ -1,25 +1,36 @@
 //! The `loopstack` command-line tool.
+//!
+//! Exit status, for every command: 0 on success; 1 when the command ran and failed (no
+//! ping reply, a byte echoed wrong, an HTTP status other than 200); 2 for bad input (an
+//! unknown option, a value out of range, an address that is not the stack's, a capture
+//! file that cannot be created), always reported as one line on stderr.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use loopstack::buf::{PacketPool, PoolConfig};
-use loopstack::host::Host;
 use loopstack::internet::iface::InterfaceId;
 use loopstack::internet::route::{render_decision, render_route};
-use loopstack::link::{
-    Device, FaultConfig, FaultDirection, FaultInjector, Loopback, PcapMode, PcapWriter, Tracer,
-};
 use loopstack::ping::{self, PingOptions, RealClock};
 use loopstack::tour::{self, TourOptions};
 
+mod cli_net;
+mod setup;
+mod values;
+
+use cli_net::{EchoOptions, HttpOptions};
+use setup::{LinkOptions, Lo};
+
 /// A from-scratch, layered TCP/IP stack built around the loopback interface.
 #[derive(Debug, Parser)]
-#[command(name = "loopstack", version, about, long_about = None)]
+// Without a command, clap's derive prints the whole help as an error; with this off it
+// reports the missing command in a line, like any other usage error.
+#[command(name = "loopstack", version, about, long_about = None, arg_required_else_help = false)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -30,57 +41,58 @@ struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 struct Global {
-    /// Write a pcap capture of every packet on `lo` to this file (Wireshark and `tshark -r`
-    /// open it). Default for the tour: loopstack-tour.pcap in the system's temporary directory.
+    /// Write a pcap capture of every packet that crosses `lo` to this file (Wireshark and
+    /// `tshark -r` open it). Default for the tour: loopstack-tour.pcap in the system's
+    /// temporary directory.
     #[arg(long, global = true, value_name = "FILE")]
     pcap: Option<PathBuf>,
     /// Do not print the per-packet trace (the tour prints it by default).
     #[arg(long, global = true)]
     no_trace: bool,
-    /// Print the per-packet trace on stderr (other commands are quiet by default).
+    /// Print each packet on stderr as it goes down to `lo` (tx) and comes back up (rx).
+    /// Commands other than the tour are quiet by default.
     #[arg(long, global = true, conflicts_with = "no_trace")]
     trace: bool,
-    /// Seed for every random choice: the same seed gives the same run, byte for byte.
-    #[arg(long, global = true, default_value_t = 1)]
+    /// Seed for every random choice (faults, ports, sequence numbers): the same seed makes
+    /// the same decisions.
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
     seed: u64,
     #[command(flatten)]
     faults: FaultArgs,
 }
 
-/// Fault injection on `lo`: each is a probability between 0 and 1.
+/// Fault injection on `lo`: each packet the stack sends meets these once.
 #[derive(Debug, Args)]
 struct FaultArgs {
-    /// Probability of dropping a packet.
-    #[arg(long, global = true, default_value_t = 0.0, value_name = "P")]
+    /// Drop PCT percent of packets (0 to 100, fractions allowed).
+    #[arg(long, global = true, value_name = "PCT", value_parser = values::probability, default_value = "0", allow_negative_numbers = true)]
     drop: f64,
-    /// Probability of duplicating a packet.
-    #[arg(long, global = true, default_value_t = 0.0, value_name = "P")]
-    duplicate: f64,
-    /// Probability of holding a packet back behind the next one.
-    #[arg(long, global = true, default_value_t = 0.0, value_name = "P")]
+    /// Send PCT percent of packets twice.
+    #[arg(long, global = true, value_name = "PCT", value_parser = values::probability, default_value = "0", allow_negative_numbers = true)]
+    dup: f64,
+    /// Hold PCT percent of packets back behind the next one (at most 1 ms).
+    #[arg(long, global = true, value_name = "PCT", value_parser = values::probability, default_value = "0", allow_negative_numbers = true)]
     reorder: f64,
-    /// Probability of delaying a packet by --delay-ms.
-    #[arg(long, global = true, default_value_t = 0.0, value_name = "P")]
-    delay: f64,
-    /// How long a delayed packet is held, in milliseconds of stack time.
-    #[arg(long, global = true, default_value_t = 10, value_name = "MS")]
-    delay_ms: u64,
-    /// Probability of flipping one bit of a packet.
-    #[arg(long, global = true, default_value_t = 0.0, value_name = "P")]
+    /// Flip one bit in PCT percent of packets (checksums catch it; checksum offload is off).
+    #[arg(long, global = true, value_name = "PCT", value_parser = values::probability, default_value = "0", allow_negative_numbers = true)]
     corrupt: f64,
+    /// Hold every packet for MS milliseconds of stack time (fractions allowed, at most
+    /// 60000). Order is kept: every packet waits the same time.
+    #[arg(long, global = true, value_name = "MS", value_parser = values::delay, default_value = "0", allow_negative_numbers = true)]
+    delay: Duration,
 }
 
-impl FaultArgs {
-    fn config(&self) -> FaultConfig {
-        FaultConfig {
-            drop: self.drop,
-            duplicate: self.duplicate,
-            reorder: self.reorder,
-            delay: self.delay,
-            corrupt: self.corrupt,
-            delay_time: Duration::from_millis(self.delay_ms),
-            direction: FaultDirection::Tx,
-            ..FaultConfig::default()
+impl Global {
+    fn link(&self) -> LinkOptions {
+        LinkOptions {
+            pcap: self.pcap.clone(),
+            trace: self.trace,
+            seed: self.seed,
+            drop: self.faults.drop,
+            dup: self.faults.dup,
+            reorder: self.faults.reorder,
+            corrupt: self.faults.corrupt,
+            delay: self.faults.delay,
         }
     }
 }
@@ -92,6 +104,7 @@ enum Command {
     /// Send ICMP echo requests over the in-process stack, printed as iputils ping prints them.
     Ping(PingArgs),
     /// Show the stack's interfaces and routes, as iproute2's `ip` shows them.
+    #[command(arg_required_else_help = false)]
     Ip {
         /// Show the interface counters too (`ip -s`).
         #[arg(short = 's', long = "stats")]
@@ -99,6 +112,61 @@ enum Command {
         #[command(subcommand)]
         object: IpObject,
     },
+    /// Echo bytes between a server and a checking client on one stack, over TCP or UDP.
+    ///
+    /// The client sends --bytes bytes, checks every byte that comes back, and prints one
+    /// line: what was echoed, where, how fast. Exits 1 if any byte is lost or changed.
+    Echo(EchoArgs),
+    /// Serve "Hello, Loopback!" over HTTP/1.1 and GET it, `curl -v` style.
+    ///
+    /// The exchange goes to stderr, the body to stdout. Exits 0 on status 200, 1 on any
+    /// other: every --path but / is 404 Not Found, whose body is still printed (unlike
+    /// `curl --fail`, which exits 22 and hides it).
+    Http(HttpArgs),
+}
+
+/// `echo` options.
+#[derive(Debug, Args)]
+struct EchoArgs {
+    /// The server's address: an IPv4 or IPv6 literal, or localhost (127.0.0.1). It must
+    /// be one of lo's: 127.0.0.0/8 or ::1.
+    #[arg(long, value_name = "ADDR", value_parser = values::address, default_value = "127.0.0.1")]
+    addr: IpAddr,
+    /// The server's port (0: any free port).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 65432,
+        allow_negative_numbers = true
+    )]
+    port: u16,
+    /// Bytes to send: a number, or with a binary suffix (64K, 1M, 1MiB).
+    #[arg(long, value_name = "N", value_parser = values::bytes, default_value = "1048576", allow_negative_numbers = true)]
+    bytes: u64,
+    /// Echo over UDP (16 KiB datagrams, each resent until its echo comes back) instead of
+    /// TCP.
+    #[arg(long)]
+    udp: bool,
+}
+
+/// `http` options.
+#[derive(Debug, Args)]
+struct HttpArgs {
+    /// The server's address: an IPv4 or IPv6 literal, or localhost (127.0.0.1). It must
+    /// be one of lo's: 127.0.0.0/8 or ::1.
+    #[arg(long, value_name = "ADDR", value_parser = values::address, default_value = "127.0.0.1")]
+    addr: IpAddr,
+    /// The server's port (0: any free port).
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 8080,
+        allow_negative_numbers = true
+    )]
+    port: u16,
+    /// The path to GET: / is "Hello, Loopback!", anything else is 404 Not Found.
+    #[arg(long, value_name = "PATH", value_parser = values::http_path, default_value = "/")]
+    path: String,
 }
 
 /// `ping` options, named as iputils names them.
@@ -160,69 +228,96 @@ enum RouteAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     match &cli.command {
         Command::Tour => run_tour(&cli.global),
         Command::Ping(args) => run_ping(&cli.global, args),
         Command::Ip { stats, object } => run_ip(&cli.global, *stats, object),
+        Command::Echo(args) => match new_lo(&cli.global) {
+            Ok(lo) => cli_net::echo(
+                lo,
+                &EchoOptions {
+                    addr: args.addr,
+                    port: args.port,
+                    bytes: args.bytes,
+                    udp: args.udp,
+                },
+            ),
+            Err(code) => code,
+        },
+        Command::Http(args) => match new_lo(&cli.global) {
+            Ok(lo) => cli_net::http(
+                lo,
+                &HttpOptions {
+                    addr: args.addr,
+                    port: args.port,
+                    path: args.path.clone(),
+                },
+            ),
+            Err(code) => code,
+        },
     }
 }
 
-/// `lo`, wrapped in the middleware the global options ask for: faults first (nearest the
-/// stack), then the capture right on the device, with the tracer outermost.
-fn lo_device(global: &Global) -> Result<Box<dyn Device>, String> {
-    let mut dev: Box<dyn Device> = Box::new(Loopback::new());
-    if let Some(path) = &global.pcap {
-        let file = File::create(path)
-            .map_err(|e| format!("cannot create capture file {}: {e}", path.display()))?;
-        let pcap = PcapWriter::new(dev, BufWriter::new(file), PcapMode::TxOnly)
-            .map_err(|e| format!("cannot write capture file {}: {e}", path.display()))?;
-        dev = Box::new(pcap);
+/// Help and version go to stdout with status 0, as clap prints them. Anything else is bad
+/// input: one line on stderr and status 2, never clap's usage dump, so that a script (or a
+/// person) sees just what was wrong.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
     }
-    let faults = global.faults.config();
-    if faults != FaultConfig::default() {
-        dev = Box::new(
-            FaultInjector::new(dev, faults, global.seed)
-                .map_err(|e| format!("invalid fault options: {e}"))?,
-        );
-    }
-    if global.trace {
-        dev = Box::new(Tracer::new(dev, io::stderr()));
-    }
-    Ok(dev)
+    eprintln!("loopstack: {}", one_line(&e.to_string()));
+    ExitCode::from(2)
 }
 
-fn new_host(global: &Global) -> Result<Host, ExitCode> {
-    let pool = PacketPool::new(PoolConfig::default()).expect("the default pool config is valid");
-    match lo_device(global) {
-        Ok(dev) => Ok(Host::new(pool, dev)),
-        Err(msg) => {
-            eprintln!("loopstack: {msg}");
+/// The gist of a clap message: its first paragraph on one line, without the `error: `
+/// prefix. Its detail lines stay ("the following required arguments were not provided:
+/// <ADDR>"); the tips, the usage and the pointer to --help after the blank line go.
+fn one_line(message: &str) -> String {
+    let gist: Vec<&str> = message
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let gist = gist.join(" ");
+    gist.strip_prefix("error: ").unwrap_or(&gist).to_owned()
+}
+
+/// A stack on `lo` as the global options ask, or the one-line reason why not (status 2).
+fn new_lo(global: &Global) -> Result<Lo, ExitCode> {
+    Lo::new(&global.link()).map_err(|e| {
+        eprintln!("loopstack: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration, ExitCode> {
+    // `try_from` also refuses what is too large for a `Duration`, where `from_secs_f64`
+    // would panic.
+    match Duration::try_from_secs_f64(s) {
+        Ok(d) => Ok(d),
+        Err(_) => {
+            eprintln!("ping: bad {what}: {s}");
             Err(ExitCode::from(2))
         }
     }
 }
 
-fn seconds(what: &str, s: f64) -> Result<Duration, ExitCode> {
-    if s.is_finite() && s >= 0.0 {
-        Ok(Duration::from_secs_f64(s))
-    } else {
-        eprintln!("ping: bad {what}: {s}");
-        Err(ExitCode::from(2))
-    }
-}
-
 fn run_ping(global: &Global, args: &PingArgs) -> ExitCode {
-    let mut host = match new_host(global) {
-        Ok(h) => h,
-        Err(code) => return code,
-    };
     let (interval, timeout) = match (
         seconds("interval", args.interval),
         seconds("timeout", args.timeout),
     ) {
         (Ok(i), Ok(t)) => (i, t),
         (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let mut lo = match new_lo(global) {
+        Ok(lo) => lo,
+        Err(code) => return code,
     };
     let options = PingOptions {
         target: args.addr.clone(),
@@ -236,12 +331,25 @@ fn run_ping(global: &Global, args: &PingArgs) -> ExitCode {
     let mut clock = RealClock::new();
     let result = ping::run(
         &options,
-        &mut host,
+        &mut lo.stack,
         &mut clock,
         &mut io::stdout().lock(),
         &mut io::stderr().lock(),
     );
+    // ping's output is iputils', so the capture is closed without a word about it (its
+    // path is the one the user gave); only a failure to write it is reported.
+    let captured = lo.capture.as_ref().is_none_or(|c| match c.finish() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!(
+                "loopstack: cannot write capture file {}: {e}",
+                c.path().display()
+            );
+            false
+        }
+    });
     match result {
+        Ok(summary) if summary.status == 0 && !captured => ExitCode::FAILURE,
         Ok(summary) => ExitCode::from(summary.status),
         Err(e) => {
             eprintln!("ping: {e}");
@@ -251,11 +359,18 @@ fn run_ping(global: &Global, args: &PingArgs) -> ExitCode {
 }
 
 fn run_ip(global: &Global, with_stats: bool, object: &IpObject) -> ExitCode {
-    let host = match new_host(global) {
-        Ok(h) => h,
+    let lo = match new_lo(global) {
+        Ok(lo) => lo,
         Err(code) => return code,
     };
-    let ifaces = host.ip.interfaces();
+    if let Some(c) = &lo.capture {
+        // Nothing is sent: the capture is the header alone.
+        let _ = c.finish();
+    }
+    let stack = &lo.stack;
+    // Written with errors ignored: `print!` would panic on a closed pipe (`| head -1`).
+    let mut stdout = io::stdout().lock();
+    let ifaces = stack.ip().interfaces();
     let names = |id: InterfaceId| {
         ifaces
             .get(id)
@@ -267,12 +382,17 @@ fn run_ip(global: &Global, with_stats: bool, object: &IpObject) -> ExitCode {
                 Some(AddrAction::Show { dev }) => dev.as_deref(),
                 None => None,
             };
-            let lo_stats = host.links.lo.stats();
-            let stats =
-                |id: InterfaceId| (with_stats && id == InterfaceId::LOOPBACK).then_some(lo_stats);
+            let lo_stats = stack.device(InterfaceId::LOOPBACK).map(|d| d.stats());
+            let stats = |id: InterfaceId| {
+                if with_stats && id == InterfaceId::LOOPBACK {
+                    lo_stats
+                } else {
+                    None
+                }
+            };
             match ifaces.render_ip_addr(dev, &stats) {
                 Ok(text) => {
-                    print!("{text}");
+                    let _ = write!(stdout, "{text}");
                     ExitCode::SUCCESS
                 }
                 Err(_) => {
@@ -284,8 +404,8 @@ fn run_ip(global: &Global, with_stats: bool, object: &IpObject) -> ExitCode {
         IpObject::Route {
             action: None | Some(RouteAction::Show),
         } => {
-            for route in host.ip.routes().routes() {
-                println!("{}", render_route(route, &names));
+            for route in stack.ip().routes().routes() {
+                let _ = writeln!(stdout, "{}", render_route(route, &names));
             }
             ExitCode::SUCCESS
         }
@@ -296,9 +416,9 @@ fn run_ip(global: &Global, with_stats: bool, object: &IpObject) -> ExitCode {
                 eprintln!("Error: any valid prefix is expected rather than \"{addr}\".");
                 return ExitCode::from(1);
             };
-            match host.ip.route(dst) {
+            match stack.ip().route(dst) {
                 Ok(decision) => {
-                    println!("{}", render_decision(dst, &decision, &names));
+                    let _ = writeln!(stdout, "{}", render_decision(dst, &decision, &names));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -319,7 +439,7 @@ fn run_ip(global: &Global, with_stats: bool, object: &IpObject) -> ExitCode {
 fn run_tour(global: &Global) -> ExitCode {
     let options = TourOptions {
         seed: global.seed,
-        faults: global.faults.config(),
+        faults: global.link().fault_config(),
     };
     let path = global
         .pcap
@@ -337,7 +457,8 @@ fn run_tour(global: &Global) -> ExitCode {
     };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let trace: Box<dyn Write> = if global.no_trace {
+    // `Send`, so the tour may hand the trace to the thread that runs its stack.
+    let trace: Box<dyn Write + Send> = if global.no_trace {
         Box::new(io::sink())
     } else {
         Box::new(LinePrefix::new(io::stdout(), "  trace | "))

@@ -5,11 +5,11 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use loopstack_internet::layer::{EchoReply, SendError};
+use loopstack_internet::layer::EchoReply;
 use loopstack_internet::route::RouteError;
 use loopstack_link::Instant;
-
-use crate::host::Host;
+use loopstack_socket::Stack;
+use loopstack_transport::Error;
 
 /// What to ping, and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,11 +136,11 @@ fn fmt_ms(d: Duration) -> String {
     }
 }
 
-/// Runs `ping` on `host`, writing what iputils writes to `out` (errors included, as iputils
-/// writes them to stderr: the caller decides where `err` goes).
+/// Runs `ping` on `stack` in poll mode, writing what iputils writes to `out` (errors
+/// included, as iputils writes them to stderr: the caller decides where `err` goes).
 pub fn run(
     options: &PingOptions,
-    host: &mut Host,
+    stack: &mut Stack,
     clock: &mut dyn Clock,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -176,7 +176,7 @@ pub fn run(
         );
     }
     // iputils connects its socket first, so an unroutable target fails before the banner.
-    match host.ip.route(dst) {
+    match stack.ip().route(dst) {
         Err(RouteError::Unreachable(_)) => return failed(err, "ping: connect: No route to host"),
         Err(_) => return failed(err, "ping: connect: Network is unreachable"),
         Ok(_) => {}
@@ -231,21 +231,26 @@ pub fn run(
             writeln!(out, "{}", if dup { " (DUP!)" } else { "" })
         };
 
-    // Runs the host until `until`, waking for anything it has scheduled before then, and
-    // prints the replies that come in.
-    let mut wait = |host: &mut Host,
+    // Runs the stack until `until`, waking for anything it has scheduled before then, and
+    // prints the replies that come in. After the last request it returns as soon as every
+    // reply is in, as iputils does, rather than wait out the timeout.
+    let mut wait = |stack: &mut Stack,
                     clock: &mut dyn Clock,
                     until: Instant,
+                    last: bool,
                     out: &mut dyn Write,
                     summary: &mut PingSummary|
      -> io::Result<()> {
         loop {
             let now = clock.now();
-            host.poll(now);
-            while let Some(r) = host.ip.take_echo_reply() {
+            stack.poll(now);
+            while let Some(r) = stack.take_echo_reply() {
                 show(r, out, summary)?;
             }
-            match host.poll_at() {
+            if last && summary.received >= summary.transmitted {
+                return Ok(());
+            }
+            match stack.poll_at() {
                 Some(t) if t < until => clock.sleep_until(t.max(now)),
                 _ => break,
             }
@@ -259,22 +264,13 @@ pub fn run(
 
     for seq in 1..=options.count {
         let now = clock.now();
-        let sent = host.ip.send_echo_request(
-            now,
-            dst,
-            options.id,
-            seq as u16,
-            options.size,
-            &mut host.links,
-        );
+        let sent = stack.send_echo_request(now, dst, options.id, seq as u16, options.size);
         match sent {
             Ok(()) => summary.transmitted += 1,
-            Err(SendError::Route(RouteError::NoRoute(_))) => {
+            Err(Error::NetworkUnreachable) => {
                 return failed(err, "ping: connect: Network is unreachable")
             }
-            Err(SendError::Route(RouteError::Unreachable(_))) => {
-                return failed(err, "ping: connect: No route to host")
-            }
+            Err(Error::HostUnreachable) => return failed(err, "ping: connect: No route to host"),
             Err(e) => {
                 // A drop on the way out (full ring) is a lost request, as in iputils.
                 summary.transmitted += 1;
@@ -286,13 +282,7 @@ pub fn run(
         } else {
             now + options.timeout
         };
-        // Replies on `lo` arrive at once; stop waiting when all are in, unless more
-        // requests are due.
-        wait(host, clock, now, out, &mut summary)?;
-        if seq == options.count && summary.received == summary.transmitted {
-            break;
-        }
-        wait(host, clock, until, out, &mut summary)?;
+        wait(stack, clock, until, seq == options.count, out, &mut summary)?;
     }
 
     let elapsed = clock.now() - start;
@@ -337,20 +327,19 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loopstack_buf::{PacketPool, PoolConfig};
     use loopstack_link::{FaultConfig, FaultInjector, Loopback};
+    use loopstack_socket::StackConfig;
 
-    fn host_with(faults: FaultConfig) -> Host {
-        let pool = PacketPool::new(PoolConfig::default()).unwrap();
+    fn stack_with(faults: FaultConfig) -> Stack {
         let lo = FaultInjector::new(Loopback::new(), faults, 1).unwrap();
-        Host::new(pool, Box::new(lo))
+        Stack::with_loopback(StackConfig::default(), Box::new(lo)).unwrap()
     }
 
     fn ping(options: PingOptions, faults: FaultConfig) -> (PingSummary, String, String) {
-        let mut host = host_with(faults);
+        let mut stack = stack_with(faults);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut clock = SimClock::default();
-        let s = run(&options, &mut host, &mut clock, &mut out, &mut err).unwrap();
+        let s = run(&options, &mut stack, &mut clock, &mut out, &mut err).unwrap();
         (
             s,
             String::from_utf8(out).unwrap(),

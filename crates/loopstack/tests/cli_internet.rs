@@ -70,7 +70,7 @@ fn ping_with_total_loss_exits_1() {
         "-W",
         "0.05",
         "--drop",
-        "1",
+        "100",
         "127.0.0.1",
     ]);
     assert_eq!(out.status.code(), Some(1));
