@@ -13,7 +13,8 @@ use std::time::Duration;
 pub use loopstack_internet::layer::EchoReply;
 use loopstack_transport::Error;
 
-use crate::net::{each_addr, Net, Options};
+use crate::net::Net;
+use crate::socket::{each_addr, Close, Socket};
 
 /// An ICMP or ICMPv6 echo socket.
 ///
@@ -32,16 +33,15 @@ pub struct IcmpSocket {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
-struct Inner {
-    net: Net,
-    local: SocketAddr,
-    options: Options,
-}
+/// The bound address; its port is the echo identifier the socket owns.
+#[derive(Debug, Clone, Copy)]
+struct Binding(SocketAddr);
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.net.core().release_echo_id(self.local.port());
+type Inner = Socket<Binding>;
+
+impl Close for Binding {
+    fn close(self, net: &Net) {
+        net.core().release_echo_id(self.0.port());
     }
 }
 
@@ -59,40 +59,30 @@ impl IcmpSocket {
             }
             let id = net.core().claim_echo_id(a.port())?;
             Ok(IcmpSocket {
-                inner: Arc::new(Inner {
-                    net: net.clone(),
-                    local: SocketAddr::new(ip, id),
-                    options: Options::default(),
-                }),
+                inner: Socket::new(net, Binding(SocketAddr::new(ip, id))),
             })
         })
     }
 
     /// The bound address; its port is the echo identifier.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.inner.local)
+        Ok(self.inner.handle.0)
     }
 
     /// The echo identifier every request carries.
     pub fn id(&self) -> u16 {
-        self.inner.local.port()
+        self.inner.handle.0.port()
     }
 
     /// Sends an echo request with sequence number `seq` and `size` bytes of data (the
     /// first 8 the send time, so the reply reports its round trip). `dst` must be of the
     /// socket's family ([`io::ErrorKind::InvalidInput`]).
     pub fn send_to(&self, dst: IpAddr, seq: u16, size: usize) -> io::Result<()> {
-        if dst.is_ipv6() != self.inner.local.is_ipv6() {
+        if dst.is_ipv6() != self.inner.handle.0.is_ipv6() {
             return Err(Error::InvalidInput("destination family differs from the socket's").into());
         }
-        let id = self.id();
-        Ok(self
-            .inner
-            .net
-            .core()
-            .wait(self.inner.options.write_deadline(), |s, now| {
-                s.send_echo_request(now, dst, id, seq, size)
-            })?)
+        self.inner
+            .write_wait(|s, now, b| s.send_echo_request(now, dst, b.0.port(), seq, size))
     }
 
     /// Waits for the next echo reply to this socket's identifier.
@@ -104,36 +94,5 @@ impl IcmpSocket {
             .wait_echo(self.id(), self.inner.options.read_deadline())?)
     }
 
-    /// How long [`recv`](Self::recv) may wait (`None`: for ever).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.options.set_read_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.options.read_timeout())
-    }
-
-    /// How long [`send_to`](Self::send_to) may wait for a free buffer.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.options.set_write_timeout(timeout)
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.options.write_timeout())
-    }
-
-    /// Non-blocking mode: calls that would wait fail with [`io::ErrorKind::WouldBlock`].
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.inner.options.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// Another handle on the same socket; the identifier is freed with the last.
-    pub fn try_clone(&self) -> io::Result<IcmpSocket> {
-        Ok(IcmpSocket {
-            inner: Arc::clone(&self.inner),
-        })
-    }
+    blocking_options!();
 }

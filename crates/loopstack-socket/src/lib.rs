@@ -9,6 +9,9 @@
 //!   [`TcpListener`], [`TcpStream`], [`UdpSocket`] and [`IcmpSocket`] as you would
 //!   `std::net`'s, from any number of threads. See [`net`] for how it runs.
 
+#[macro_use]
+mod socket;
+
 pub mod icmp;
 pub mod net;
 pub mod stack;

@@ -27,8 +27,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -396,103 +394,4 @@ fn timer_loop(core: &Core) {
             }
         }
     }
-}
-
-// ---------------------------------------------------------------------- socket options
-
-/// Options every blocking socket has, shared by its clones (as one file description's
-/// flags and socket options are shared by `dup`ed descriptors).
-#[derive(Debug, Default)]
-pub(crate) struct Options {
-    nonblocking: AtomicBool,
-    /// Nanoseconds; 0 is none.
-    read_timeout: AtomicU64,
-    write_timeout: AtomicU64,
-}
-
-fn timeout_nanos(t: Option<Duration>) -> io::Result<u64> {
-    match t {
-        None => Ok(0),
-        // std refuses a zero timeout the same way (it would mean "none" to the kernel).
-        Some(d) if d.is_zero() => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cannot set a 0 duration timeout",
-        )),
-        Some(d) => Ok(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-    }
-}
-
-fn nanos_timeout(n: u64) -> Option<Duration> {
-    (n != 0).then(|| Duration::from_nanos(n))
-}
-
-impl Options {
-    pub(crate) fn set_nonblocking(&self, on: bool) {
-        self.nonblocking.store(on, Ordering::Relaxed);
-    }
-
-    pub(crate) fn nonblocking(&self) -> bool {
-        self.nonblocking.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.read_timeout
-            .store(timeout_nanos(t)?, Ordering::Relaxed);
-        Ok(())
-    }
-
-    pub(crate) fn read_timeout(&self) -> Option<Duration> {
-        nanos_timeout(self.read_timeout.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.write_timeout
-            .store(timeout_nanos(t)?, Ordering::Relaxed);
-        Ok(())
-    }
-
-    pub(crate) fn write_timeout(&self) -> Option<Duration> {
-        nanos_timeout(self.write_timeout.load(Ordering::Relaxed))
-    }
-
-    /// How long a read may wait.
-    pub(crate) fn read_deadline(&self) -> Deadline {
-        if self.nonblocking() {
-            Deadline::Now
-        } else {
-            Deadline::after(self.read_timeout())
-        }
-    }
-
-    /// How long a write may wait.
-    pub(crate) fn write_deadline(&self) -> Deadline {
-        if self.nonblocking() {
-            Deadline::Now
-        } else {
-            Deadline::after(self.write_timeout())
-        }
-    }
-}
-
-// ---------------------------------------------------------------------- addresses
-
-/// Tries `f` on each address `addr` resolves to, as std's constructors do: the first
-/// success wins, else the last error.
-pub(crate) fn each_addr<A: ToSocketAddrs, T>(
-    addr: A,
-    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
-) -> io::Result<T> {
-    let mut last = None;
-    for a in addr.to_socket_addrs()? {
-        match f(a) {
-            Ok(t) => return Ok(t),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "could not resolve to any addresses",
-        )
-    }))
 }

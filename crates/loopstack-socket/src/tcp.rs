@@ -5,10 +5,11 @@ use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use loopstack_transport::tcp::{self, State, Tcp, TcpHandle, TcpInfo};
+use loopstack_transport::tcp::{self, State, TcpHandle, TcpInfo};
 use loopstack_transport::Error;
 
-use crate::net::{each_addr, Deadline, Net, Options};
+use crate::net::{Deadline, Net};
+use crate::socket::{each_addr, Close, Socket};
 
 /// The accept queue a listener gets: std asks Linux for 128.
 const BACKLOG: usize = 128;
@@ -46,44 +47,20 @@ pub struct TcpStream {
     inner: Arc<Inner>,
 }
 
-/// One socket, shared by its `try_clone`s.
-#[derive(Debug)]
-struct Inner {
-    net: Net,
-    handle: TcpHandle,
-    options: Options,
-}
+type Inner = Socket<TcpHandle>;
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let h = self.handle;
-        self.net.core().run(|s, _| {
-            let _ = s.tcp().close(h);
+impl Close for TcpHandle {
+    fn close(self, net: &Net) {
+        net.core().run(|s, _| {
+            let _ = s.tcp().close(self);
         });
     }
 }
 
-impl Inner {
-    fn new(net: &Net, handle: TcpHandle) -> Arc<Inner> {
-        Arc::new(Inner {
-            net: net.clone(),
-            handle,
-            options: Options::default(),
-        })
-    }
-
-    fn call<R>(&self, f: impl FnOnce(&mut Tcp, TcpHandle) -> Result<R, Error>) -> io::Result<R> {
-        let h = self.handle;
-        self.net
-            .core()
-            .run(|s, _| f(s.tcp(), h))
-            .map_err(io::Error::from)
-    }
-
-    fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.call(|t, h| t.take_error(h))
-            .map(|e| e.map(io::Error::from))
-    }
+fn take_error(inner: &Inner) -> io::Result<Option<io::Error>> {
+    inner
+        .call(|s, h| s.tcp().take_error(h))
+        .map(|e| e.map(io::Error::from))
 }
 
 // ---------------------------------------------------------------------- the listener
@@ -96,14 +73,14 @@ impl TcpListener {
         each_addr(addr, |a| {
             let h = net.core().run(|s, _| s.tcp_listen(a, BACKLOG))?;
             Ok(TcpListener {
-                inner: Inner::new(net, h),
+                inner: Socket::new(net, h),
             })
         })
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.call(|t, h| t.local_addr(h))
+        self.inner.call(|s, h| s.tcp().local_addr(h))
     }
 
     /// Waits for a connection and takes it off the accept queue, with the peer's address.
@@ -122,7 +99,7 @@ impl TcpListener {
             .wait(deadline, |s, _| s.tcp().accept(lh))?;
         Ok((
             TcpStream {
-                inner: Inner::new(&self.inner.net, h),
+                inner: Socket::new(&self.inner.net, h),
             },
             peer,
         ))
@@ -149,7 +126,7 @@ impl TcpListener {
 
     /// The socket's pending error (`SO_ERROR`); listeners have none.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.inner.take_error()
+        take_error(&self.inner)
     }
 }
 
@@ -198,7 +175,7 @@ impl TcpStream {
         let h = net.core().run(|s, now| s.tcp_connect(now, addr))?;
         // From here the stream owns the handle: an early return closes it.
         let stream = TcpStream {
-            inner: Inner::new(net, h),
+            inner: Socket::new(net, h),
         };
         let outcome = net.core().wait(deadline, |s, _| match s.tcp().state(h)? {
             State::SynSent | State::SynReceived => Err(Error::WouldBlock),
@@ -217,12 +194,12 @@ impl TcpStream {
 
     /// The remote end's address; [`io::ErrorKind::NotConnected`] once the connection is gone.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.call(|t, h| t.peer_addr(h))
+        self.inner.call(|s, h| s.tcp().peer_addr(h))
     }
 
     /// The local end's address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.call(|t, h| t.local_addr(h))
+        self.inner.call(|s, h| s.tcp().local_addr(h))
     }
 
     /// Shuts down reading, writing or both. Writing sends FIN after the queued data; after
@@ -233,91 +210,52 @@ impl TcpStream {
             Shutdown::Write => tcp::Shutdown::Write,
             Shutdown::Both => tcp::Shutdown::Both,
         };
-        self.inner.call(|t, h| t.shutdown(h, how))
+        self.inner.call(|s, h| s.tcp().shutdown(h, how))
     }
 
     /// `TCP_NODELAY`: turns Nagle's algorithm off (on) or back on (off).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.inner.call(|t, h| t.set_nodelay(h, nodelay))
+        self.inner.call(|s, h| s.tcp().set_nodelay(h, nodelay))
     }
 
     /// Whether `TCP_NODELAY` is set.
     pub fn nodelay(&self) -> io::Result<bool> {
-        self.inner.call(|t, h| t.nodelay(h))
+        self.inner.call(|s, h| s.tcp().nodelay(h))
     }
 
-    /// How long a read may wait (`None`: for ever). A zero duration is
-    /// [`io::ErrorKind::InvalidInput`], as in std.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.options.set_read_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.options.read_timeout())
-    }
-
-    /// How long a write may wait for room in the send buffer (`None`: for ever).
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.options.set_write_timeout(timeout)
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.options.write_timeout())
-    }
-
-    /// Non-blocking mode: reads and writes that would wait fail with
-    /// [`io::ErrorKind::WouldBlock`] instead. Shared with every clone.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.inner.options.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// Another handle on the same connection, for another thread; options are shared, and
-    /// the connection closes when the last handle goes.
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            inner: Arc::clone(&self.inner),
-        })
-    }
+    blocking_options!();
 
     /// Reads without consuming (`MSG_PEEK`): waits as [`read`](Read::read) does.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let h = self.inner.handle;
-        Ok(self
-            .inner
-            .net
-            .core()
-            .wait(self.inner.options.read_deadline(), |s, _| {
-                let t = s.tcp();
-                if !t.can_recv(h)? {
-                    return Err(Error::WouldBlock);
-                }
-                match t.peek(h, buf)? {
-                    // Nothing queued, yet `can_recv`: end of file, or an error (a reset).
-                    // A zero-length `recv` tells which, as `read` would, and takes the
-                    // error as Linux's MSG_PEEK does; peeking alone made a reset
-                    // connection look like a clean end of file.
-                    0 if !buf.is_empty() => t.recv(h, &mut []),
-                    n => Ok(n),
-                }
-            })?)
+        self.inner.read_wait(|s, _, h| {
+            let t = s.tcp();
+            if !t.can_recv(h)? {
+                return Err(Error::WouldBlock);
+            }
+            match t.peek(h, buf)? {
+                // Nothing queued, yet `can_recv`: end of file, or an error (a reset).
+                // A zero-length `recv` tells which, as `read` would, and takes the
+                // error as Linux's MSG_PEEK does; peeking alone made a reset
+                // connection look like a clean end of file.
+                0 if !buf.is_empty() => t.recv(h, &mut []),
+                n => Ok(n),
+            }
+        })
     }
 
     /// The socket's pending error (`SO_ERROR`), taken.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.inner.take_error()
+        take_error(&self.inner)
     }
 
     /// `ss -ti` for this connection: state, window, RTT, congestion window, counters.
     pub fn info(&self) -> io::Result<TcpInfo> {
-        self.inner.call(|t, h| t.info(h))
+        self.inner.call(|s, h| s.tcp().info(h))
     }
 
     /// The connection's state (RFC 9293 3.3.2).
     pub fn state(&self) -> io::Result<State> {
-        self.inner.call(|t, h| t.state(h))
+        self.inner.call(|s, h| s.tcp().state(h))
     }
 }
 
@@ -326,14 +264,7 @@ impl Read for &TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let h = self.inner.handle;
-        Ok(self
-            .inner
-            .net
-            .core()
-            .wait(self.inner.options.read_deadline(), |s, _| {
-                s.tcp().recv(h, buf)
-            })?)
+        self.inner.read_wait(|s, _, h| s.tcp().recv(h, buf))
     }
 }
 
@@ -342,14 +273,7 @@ impl Write for &TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let h = self.inner.handle;
-        Ok(self
-            .inner
-            .net
-            .core()
-            .wait(self.inner.options.write_deadline(), |s, _| {
-                s.tcp().send(h, buf)
-            })?)
+        self.inner.write_wait(|s, _, h| s.tcp().send(h, buf))
     }
 
     /// Nothing to do: every write has already been handed to the stack.

@@ -5,10 +5,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use loopstack_transport::udp::{Udp, UdpHandle};
-use loopstack_transport::Error;
+use loopstack_transport::udp::UdpHandle;
 
-use crate::net::{each_addr, Net, Options};
+use crate::net::Net;
+use crate::socket::{each_addr, Close, Socket};
 
 /// A UDP socket (`std::net::UdpSocket`).
 ///
@@ -34,18 +34,12 @@ pub struct UdpSocket {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
-struct Inner {
-    net: Net,
-    handle: UdpHandle,
-    options: Options,
-}
+type Inner = Socket<UdpHandle>;
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let h = self.handle;
-        self.net.core().run(|s, _| {
-            let _ = s.udp().close(h);
+impl Close for UdpHandle {
+    fn close(self, net: &Net) {
+        net.core().run(|s, _| {
+            let _ = s.udp().close(self);
         });
     }
 }
@@ -56,30 +50,14 @@ impl UdpSocket {
         each_addr(addr, |a| {
             let handle = net.core().run(|s, _| s.udp_bind(a))?;
             Ok(UdpSocket {
-                inner: Arc::new(Inner {
-                    net: net.clone(),
-                    handle,
-                    options: Options::default(),
-                }),
+                inner: Socket::new(net, handle),
             })
         })
     }
 
-    fn call<R>(&self, f: impl FnOnce(&mut Udp, UdpHandle) -> Result<R, Error>) -> io::Result<R> {
-        let h = self.inner.handle;
-        self.inner
-            .net
-            .core()
-            .run(|s, _| f(s.udp(), h))
-            .map_err(io::Error::from)
-    }
-
     /// Sets the socket's peer: `send` and `recv` then talk to it only.
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
-        let h = self.inner.handle;
-        each_addr(addr, |a| {
-            Ok(self.inner.net.core().run(|s, _| s.udp_connect(h, a))?)
-        })
+        each_addr(addr, |a| self.inner.call(|s, h| s.udp_connect(h, a)))
     }
 
     /// Sends one datagram to `addr`; returns the bytes sent.
@@ -91,39 +69,19 @@ impl UdpSocket {
                 "no addresses to send data to",
             ));
         };
-        let h = self.inner.handle;
-        Ok(self
-            .inner
-            .net
-            .core()
-            .wait(self.inner.options.write_deadline(), |s, now| {
-                s.udp_send_to(now, h, buf, dst)
-            })?)
+        self.inner
+            .write_wait(|s, now, h| s.udp_send_to(now, h, buf, dst))
     }
 
     /// Sends one datagram to the connected peer ([`io::ErrorKind::NotConnected`] without one).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        let h = self.inner.handle;
-        Ok(self
-            .inner
-            .net
-            .core()
-            .wait(self.inner.options.write_deadline(), |s, now| {
-                s.udp_send(now, h, buf)
-            })?)
+        self.inner.write_wait(|s, now, h| s.udp_send(now, h, buf))
     }
 
     /// Receives one datagram: copies as much as fits in `buf` (the rest is discarded) and
     /// returns that count and the sender.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let h = self.inner.handle;
-        Ok(self
-            .inner
-            .net
-            .core()
-            .wait(self.inner.options.read_deadline(), |s, _| {
-                s.udp().recv_from(h, buf)
-            })?)
+        self.inner.read_wait(|s, _, h| s.udp().recv_from(h, buf))
     }
 
     /// Receives one datagram, without the sender.
@@ -133,14 +91,7 @@ impl UdpSocket {
 
     /// Like [`recv_from`](Self::recv_from), but leaves the datagram queued.
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let h = self.inner.handle;
-        Ok(self
-            .inner
-            .net
-            .core()
-            .wait(self.inner.options.read_deadline(), |s, _| {
-                s.udp().peek_from(h, buf)
-            })?)
+        self.inner.read_wait(|s, _, h| s.udp().peek_from(h, buf))
     }
 
     /// Like [`recv`](Self::recv), but leaves the datagram queued.
@@ -150,51 +101,20 @@ impl UdpSocket {
 
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.call(|u, h| u.local_addr(h))
+        self.inner.call(|s, h| s.udp().local_addr(h))
     }
 
     /// The connected peer ([`io::ErrorKind::NotConnected`] without one).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.call(|u, h| u.peer_addr(h))
+        self.inner.call(|s, h| s.udp().peer_addr(h))
     }
 
-    /// How long a receive may wait (`None`: for ever; zero is
-    /// [`io::ErrorKind::InvalidInput`], as in std).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.options.set_read_timeout(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.options.read_timeout())
-    }
-
-    /// How long a send may wait for a free buffer.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.options.set_write_timeout(timeout)
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.options.write_timeout())
-    }
-
-    /// Non-blocking mode: calls that would wait fail with [`io::ErrorKind::WouldBlock`].
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.inner.options.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// Another handle on the same socket, sharing its options; it closes with the last.
-    pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        Ok(UdpSocket {
-            inner: Arc::clone(&self.inner),
-        })
-    }
+    blocking_options!();
 
     /// The socket's pending error (`SO_ERROR`), taken.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.call(|u, h| u.take_error(h))
+        self.inner
+            .call(|s, h| s.udp().take_error(h))
             .map(|e| e.map(io::Error::from))
     }
 }
