@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use loopstack::echo::{self, EchoReport};
 use loopstack::http;
-use loopstack::socket::{Net, TcpListener, UdpSocket};
+use loopstack::socket::{Net, Stack, TcpListener, UdpSocket};
 
 use crate::setup::{describe_faults, Capture, Lo, SharedFaults};
 
@@ -83,6 +83,24 @@ struct End {
 }
 
 impl End {
+    /// The stack to run, and what to report about its `lo` once it has run.
+    fn split(lo: Lo) -> (Stack, End) {
+        let Lo {
+            stack,
+            capture,
+            faults,
+            delay,
+        } = lo;
+        (
+            stack,
+            End {
+                capture,
+                faults,
+                delay,
+            },
+        )
+    }
+
     /// Writes what the faults did and where the capture went. False if the capture could
     /// not be written.
     fn report(&self, out: &mut dyn Write) -> bool {
@@ -125,17 +143,7 @@ fn connect_addr(server: SocketAddr) -> SocketAddr {
 
 /// Runs `loopstack echo`: the summary on stdout, errors on stderr.
 pub fn echo(lo: Lo, options: &EchoOptions) -> ExitCode {
-    let Lo {
-        stack,
-        capture,
-        faults,
-        delay,
-    } = lo;
-    let end = End {
-        capture,
-        faults,
-        delay,
-    };
+    let (stack, end) = End::split(lo);
     let result = start(stack).and_then(|net| {
         let bind = SocketAddr::new(options.addr, options.port);
         if options.udp {
@@ -230,17 +238,7 @@ fn echo_udp(net: &Net, bind: SocketAddr, bytes: u64) -> Result<(EchoReport, Sock
 
 /// Runs `loopstack http`: the exchange, `curl -v` style, on stderr; the body on stdout.
 pub fn http(lo: Lo, options: &HttpOptions) -> ExitCode {
-    let Lo {
-        stack,
-        capture,
-        faults,
-        delay,
-    } = lo;
-    let end = End {
-        capture,
-        faults,
-        delay,
-    };
+    let (stack, end) = End::split(lo);
     let response = match start(stack).and_then(|net| get(&net, options)) {
         Ok(r) => r,
         Err(failure) => return failure.exit(&end),

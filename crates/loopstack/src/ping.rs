@@ -286,19 +286,42 @@ pub fn run(
     }
 
     let elapsed = clock.now() - start;
-    writeln!(out, "\n--- {} ping statistics ---", options.target)?;
-    let lost = summary.transmitted - summary.received.min(summary.transmitted);
-    let loss = (100 * lost).checked_div(summary.transmitted).unwrap_or(0);
-    let dups = if summary.duplicates > 0 {
-        format!(", +{} duplicates", summary.duplicates)
+    write_statistics(
+        out,
+        &options.target,
+        (
+            u64::from(summary.transmitted),
+            u64::from(summary.received),
+            u64::from(summary.duplicates),
+        ),
+        elapsed,
+        &rtts,
+    )?;
+    summary.status = if summary.received > 0 { 0 } else { 1 };
+    Ok(summary)
+}
+
+/// The closing lines of a ping run, as iputils prints them: the counts, the loss, the
+/// time taken, and the round-trip statistics. `counts` is (transmitted, received,
+/// duplicates).
+pub fn write_statistics(
+    out: &mut dyn Write,
+    target: &str,
+    (transmitted, received, duplicates): (u64, u64, u64),
+    elapsed: Duration,
+    rtts: &[Duration],
+) -> io::Result<()> {
+    writeln!(out, "\n--- {target} ping statistics ---")?;
+    let lost = transmitted - received.min(transmitted);
+    let loss = (100 * lost).checked_div(transmitted).unwrap_or(0);
+    let dups = if duplicates > 0 {
+        format!(", +{duplicates} duplicates")
     } else {
         String::new()
     };
     writeln!(
         out,
-        "{} packets transmitted, {} received{dups}, {loss}% packet loss, time {}ms",
-        summary.transmitted,
-        summary.received,
+        "{transmitted} packets transmitted, {received} received{dups}, {loss}% packet loss, time {}ms",
         elapsed.as_millis()
     )?;
     if !rtts.is_empty() {
@@ -320,8 +343,7 @@ pub fn run(
             ms(mdev)
         )?;
     }
-    summary.status = if summary.received > 0 { 0 } else { 1 };
-    Ok(summary)
+    Ok(())
 }
 
 #[cfg(test)]

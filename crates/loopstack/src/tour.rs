@@ -1117,37 +1117,13 @@ fn ping<O: Write, T: Write>(
         }
     }
     let elapsed = start.elapsed();
-    writeln!(t, "\n--- {dst} ping statistics ---")?;
-    let loss = 100 * (sent - received.min(sent)) / sent;
-    let dups = if duplicates > 0 {
-        format!(", +{duplicates} duplicates")
-    } else {
-        String::new()
-    };
-    writeln!(
+    crate::ping::write_statistics(
         t,
-        "{sent} packets transmitted, {received} received{dups}, {loss}% packet loss, time {}ms",
-        elapsed.as_millis()
+        &dst.to_string(),
+        (sent, received, duplicates),
+        elapsed,
+        &rtts,
     )?;
-    if !rtts.is_empty() {
-        // As iputils: whole microseconds, shown as milliseconds with three decimals.
-        let us: Vec<u128> = rtts.iter().map(Duration::as_micros).collect();
-        let n = us.len() as u128;
-        let min = us.iter().copied().min().unwrap_or(0);
-        let max = us.iter().copied().max().unwrap_or(0);
-        let avg = us.iter().sum::<u128>() / n;
-        let mean_sq = us.iter().map(|x| x * x).sum::<u128>() / n;
-        let mdev = (mean_sq.saturating_sub(avg * avg) as f64).sqrt() as u128;
-        let ms = |v: u128| format!("{}.{:03}", v / 1000, v % 1000);
-        writeln!(
-            t,
-            "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
-            ms(min),
-            ms(avg),
-            ms(max),
-            ms(mdev)
-        )?;
-    }
     Ok((sent, received))
 }
 
