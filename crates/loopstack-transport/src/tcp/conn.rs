@@ -278,6 +278,9 @@ pub struct Connection {
     read_shut: bool,
     /// The application closed its handle: arriving data resets the connection.
     orphan: bool,
+    /// The handshake completed once: after the connection ends, reads are end of file
+    /// rather than "not connected", as on Linux.
+    was_synchronized: bool,
 
     rtt: RttEstimator,
     /// The segment being timed: its sequence number and when it left (RFC 6298 3, Karn's
@@ -375,6 +378,7 @@ impl Connection {
             fin_seq: None,
             peer_fin: None,
             fin_received: false,
+            was_synchronized: false,
             read_shut: false,
             orphan: false,
             rtt: RttEstimator::new(config.rtt),
@@ -566,6 +570,7 @@ impl Connection {
             ctx.stats.curr_estab += 1;
         }
         self.state = new;
+        self.was_synchronized |= new.is_synchronized();
         if new == State::Closed || new == State::TimeWait {
             self.rto_at = None;
             self.persist_at = None;
@@ -646,6 +651,9 @@ impl Connection {
             return Err(e);
         }
         match self.state {
+            // A connection that ended (reset, timed out) and reported it reads as end of
+            // file from then on, as Linux's does; one that never connected is not connected.
+            State::Closed if self.was_synchronized => Ok(0),
             State::Closed => Err(Error::NotConnected),
             _ => Err(Error::WouldBlock),
         }
