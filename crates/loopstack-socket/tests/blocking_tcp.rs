@@ -739,8 +739,18 @@ fn shutdown_read_returns_end_of_file(f: Family) {
     let mut b = [0u8; 10];
     server.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"still here");
-    // NOTE: loopstack discards data that was queued when reading was shut down (and data
-    // that arrives after); Linux still returns the queued bytes first. Not tested here.
+
+    // Bytes queued before the shutdown are still read first, as on Linux; then end of
+    // file, and bytes that arrive later are discarded.
+    let (_l2, mut c2, mut s2) = pair(&net, f);
+    s2.write_all(b"queued").unwrap();
+    // Run to completion: the write returns with the bytes in the reader's queue.
+    assert_eq!(c2.info().unwrap().recv_queue, 6);
+    c2.shutdown(Shutdown::Read).unwrap();
+    s2.write_all(b"late").unwrap();
+    let mut got = Vec::new();
+    c2.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"queued");
 }
 
 fn shutdown_both(f: Family) {

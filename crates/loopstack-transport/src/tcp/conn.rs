@@ -683,11 +683,10 @@ impl Connection {
         }
     }
 
-    /// Shuts down our receiving side: queued and future data are discarded, reads return
-    /// end of file.
+    /// Shuts down our receiving side: what is queued can still be read (as on Linux),
+    /// data arriving from now on is discarded, and reads then return end of file.
     pub fn shutdown_read(&mut self) {
         self.read_shut = true;
-        self.recv_q.clear();
     }
 
     /// The application lets go, as dropping a std socket does: a FIN after the queued
