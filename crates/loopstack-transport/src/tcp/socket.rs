@@ -573,7 +573,9 @@ impl Tcp {
     pub fn peer_addr(&self, h: TcpHandle) -> Result<SocketAddr, Error> {
         let c = self.conn(h)?;
         match c.state() {
-            State::Closed | State::SynSent => Err(Error::NotConnected),
+            // In TIME-WAIT the connection is over for the application: Linux hands the
+            // wait to a separate mini-socket and reports ENOTCONN here too.
+            State::Closed | State::SynSent | State::TimeWait => Err(Error::NotConnected),
             _ => Ok(c.remote()),
         }
     }
