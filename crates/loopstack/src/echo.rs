@@ -355,7 +355,9 @@ mod tests {
         let report = udp_client(&net, addr, 100_000).unwrap();
         stop.store(true, Ordering::Relaxed);
         assert_eq!(report.bytes, 100_000);
-        assert_eq!(report.resent, 0);
-        assert_eq!(server.join().unwrap().unwrap(), 7);
+        // 100,000 bytes are 7 datagrams; on a busy machine a slow echo may be sent again
+        // (nothing is lost on a clean `lo`), and the server may echo that copy too.
+        let echoed = server.join().unwrap().unwrap();
+        assert!((7..=7 + report.resent).contains(&echoed), "{echoed} echoed");
     }
 }
