@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use loopstack::link::FaultConfig;
 use loopstack::tour::{self, TourOptions, TourReport};
 
+/// A file in the test directory, named per process so concurrent runs never share one.
 fn tmp(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-{name}", std::process::id()))
 }
 
 /// A capture sink the test reads after the tour has dropped its end.
