@@ -26,26 +26,18 @@
 //! drains between lines of narration: the trace never lands in the middle of a line, and
 //! nothing but the tour's thread ever writes to `out` or to the trace sink.
 
-use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
-use etherparse::checksum::Sum16BitWords;
-use etherparse::{
-    IcmpEchoHeader, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpNumber, Ipv4Header,
-    Ipv6FlowLabel, Ipv6Header, NetSlice, SlicedPacket, TcpHeader, TcpOptionElement, TransportSlice,
-    UdpHeader,
-};
-use loopstack_buf::{PacketBuf, PacketPool, PoolConfig, PoolError};
+use loopstack_buf::{PoolConfig, PoolError};
 use loopstack_internet::iface::InterfaceId;
 use loopstack_link::{
-    Device, DeviceCapabilities, FaultConfig, FaultConfigError, FaultInjector, FaultStats, Instant,
-    LinkStats, Loopback, LoopbackConfig, PcapMode, PcapWriter, Tracer, TxError,
+    DeviceCapabilities, FaultConfig, FaultConfigError, FaultInjector, FaultStats, Loopback,
+    LoopbackConfig, PcapMode, PcapWriter, Tracer,
 };
 use loopstack_socket::{IcmpSocket, Net, Stack, StackConfig, StackError, TcpListener, UdpSocket};
 use loopstack_transport::tcp::State;
@@ -53,6 +45,12 @@ use thiserror::Error;
 
 use crate::echo::{self, EchoError};
 use crate::http::{self, HttpError};
+
+mod narration;
+mod walk;
+
+use narration::{lock, LoChain, Narrator, SharedDevice, TraceLog, TRACE_BURST};
+use walk::{describe_faults, packet_walk, walk_device};
 
 /// What the tour should do.
 #[derive(Debug, Clone)]
@@ -138,680 +136,6 @@ pub struct TourReport {
     pub faults: FaultStats,
     /// Packets written to the capture (flushed before [`run`] returns).
     pub captured: u64,
-}
-
-// ---------------------------------------------------------------------- the trace buffer
-
-/// Complete trace lines kept at the start of a burst, and at its end.
-const TRACE_HEAD_CAP: usize = 256;
-const TRACE_TAIL_CAP: usize = 256;
-
-/// Trace lines written by any thread, waiting for the tour's thread to print them.
-///
-/// A burst longer than the caps keeps its first and last lines and counts the middle, so
-/// a bulk transfer costs bounded memory; the capture keeps every packet anyway.
-#[derive(Debug, Default)]
-struct TraceLines {
-    /// The line being written (the tracer may write one line in several calls).
-    partial: Vec<u8>,
-    head: Vec<Vec<u8>>,
-    tail: VecDeque<Vec<u8>>,
-    /// Lines between `head` and `tail` that were not kept.
-    skipped: u64,
-}
-
-/// A cloneable handle on [`TraceLines`]: the sink the tracers write to.
-#[derive(Debug, Clone, Default)]
-struct TraceLog(Arc<Mutex<TraceLines>>);
-
-impl TraceLog {
-    fn lock(&self) -> MutexGuard<'_, TraceLines> {
-        // A panicking writer leaves whole lines behind it: the buffer is still usable.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Writes the lines buffered so far to `sink`. A burst of more than `head + tail`
-    /// lines shows its first `head` and last `tail`, with a count of those in between.
-    fn drain_to(&self, sink: &mut dyn Write, head: usize, tail: usize) -> io::Result<()> {
-        let (lines, split, skipped) = {
-            let mut t = self.lock();
-            let mut lines = std::mem::take(&mut t.head);
-            let split = lines.len();
-            lines.extend(t.tail.drain(..));
-            (lines, split, std::mem::take(&mut t.skipped))
-        };
-        if skipped == 0 && lines.len() <= head + tail {
-            for line in &lines {
-                sink.write_all(line)?;
-            }
-            return Ok(());
-        }
-        // The kept lines are contiguous unless some were skipped after the first `split`.
-        let gap = if skipped > 0 { split } else { lines.len() };
-        let front = head.min(gap);
-        // Lines after the gap run contiguously to the end; never print across the gap.
-        let first_back = if skipped > 0 { split.max(front) } else { front };
-        let back = tail.min(lines.len() - first_back);
-        for line in &lines[..front] {
-            sink.write_all(line)?;
-        }
-        let omitted = (lines.len() - front - back) as u64 + skipped;
-        writeln!(
-            sink,
-            "... {omitted} more trace lines (the capture has every packet) ..."
-        )?;
-        for line in &lines[lines.len() - back..] {
-            sink.write_all(line)?;
-        }
-        Ok(())
-    }
-}
-
-impl Write for TraceLog {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut t = self.lock();
-        for piece in buf.split_inclusive(|&b| b == b'\n') {
-            t.partial.extend_from_slice(piece);
-            if !piece.ends_with(b"\n") {
-                continue;
-            }
-            let line = std::mem::take(&mut t.partial);
-            if t.tail.is_empty() && t.head.len() < TRACE_HEAD_CAP {
-                t.head.push(line);
-            } else {
-                t.tail.push_back(line);
-                if t.tail.len() > TRACE_TAIL_CAP {
-                    t.tail.pop_front();
-                    t.skipped += 1;
-                }
-            }
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The narration: `out` and the trace, written by the tour's thread only. Every line of
-/// narration first prints the trace lines buffered before it, so packets show up right
-/// after the line that caused them.
-struct Narrator<'a, O, T> {
-    out: &'a mut O,
-    trace: T,
-    log: TraceLog,
-    at_line_start: bool,
-}
-
-/// Trace lines shown per burst, unless a section asks for fewer.
-const TRACE_BURST: usize = 64;
-
-impl<O: Write, T: Write> Narrator<'_, O, T> {
-    /// Prints the buffered trace: at most `head` + `tail` lines of it.
-    fn trace_burst(&mut self, head: usize, tail: usize) -> io::Result<()> {
-        self.log.drain_to(&mut self.trace, head, tail)?;
-        self.trace.flush()
-    }
-}
-
-impl<O: Write, T: Write> Write for Narrator<'_, O, T> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.at_line_start {
-            self.trace_burst(TRACE_BURST, TRACE_BURST)?;
-        }
-        let n = self.out.write(buf)?;
-        self.at_line_start = buf[..n].ends_with(b"\n");
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-// ---------------------------------------------------------------------- the shared `lo`
-
-/// A device behind a mutex, so that the tour can reach the middleware it built (the fault
-/// counters, the capture) while the stack owns the device, and take it back afterwards.
-struct SharedDevice<D> {
-    /// Kept outside the lock: [`Device::name`] returns a borrow.
-    name: String,
-    dev: Arc<Mutex<D>>,
-}
-
-fn lock<D>(dev: &Mutex<D>) -> MutexGuard<'_, D> {
-    dev.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl<D: Device> Device for SharedDevice<D> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        lock(&self.dev).capabilities()
-    }
-    fn transmit(&mut self, now: Instant, packet: PacketBuf) -> Result<(), TxError> {
-        lock(&self.dev).transmit(now, packet)
-    }
-    fn receive(&mut self, now: Instant) -> Option<PacketBuf> {
-        lock(&self.dev).receive(now)
-    }
-    fn stats(&self) -> LinkStats {
-        lock(&self.dev).stats()
-    }
-    fn poll_at(&self) -> Option<Instant> {
-        lock(&self.dev).poll_at()
-    }
-}
-
-/// The stack's `lo`, outermost first: what the stack sent and received is traced, faults
-/// apply, and the capture records what went onto the "wire" after them.
-type LoChain<P> = Tracer<FaultInjector<PcapWriter<Loopback, P>>, TraceLog>;
-
-// ---------------------------------------------------------------------- the walk by hand
-
-/// One packet the sender builds: addresses, ports, and what it carries.
-struct Spec {
-    what: &'static str,
-    src: IpAddr,
-    dst: IpAddr,
-    kind: Kind,
-    payload_len: usize,
-}
-
-enum Kind {
-    IcmpEcho { id: u16, seq: u16 },
-    Udp { sport: u16, dport: u16 },
-    TcpSyn { sport: u16, dport: u16, seq: u32 },
-}
-
-fn v4(a: [u8; 4]) -> IpAddr {
-    IpAddr::from(a)
-}
-
-fn v6_loopback() -> IpAddr {
-    IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
-}
-
-/// The packets of the tour: what `ping`, a UDP client, and a TCP client would send first.
-fn specs() -> Vec<Spec> {
-    vec![
-        Spec {
-            what: "ping 127.0.0.1 (ICMP echo request)",
-            src: v4([127, 0, 0, 1]),
-            dst: v4([127, 0, 0, 1]),
-            kind: Kind::IcmpEcho { id: 0x1d, seq: 1 },
-            payload_len: 56,
-        },
-        Spec {
-            what: "ping ::1 (ICMPv6 echo request)",
-            src: v6_loopback(),
-            dst: v6_loopback(),
-            kind: Kind::IcmpEcho { id: 0x1d, seq: 1 },
-            payload_len: 56,
-        },
-        Spec {
-            what: "UDP datagram to 127.0.0.2:7 (every 127/8 address is loopback)",
-            src: v4([127, 0, 0, 1]),
-            dst: v4([127, 0, 0, 2]),
-            kind: Kind::Udp {
-                sport: 49152,
-                dport: 7,
-            },
-            payload_len: 16,
-        },
-        Spec {
-            what: "UDP datagram to [::1]:7",
-            src: v6_loopback(),
-            dst: v6_loopback(),
-            kind: Kind::Udp {
-                sport: 49153,
-                dport: 7,
-            },
-            payload_len: 16,
-        },
-        Spec {
-            what: "TCP SYN to 127.0.0.1:80, MSS from the 65536-byte MTU",
-            src: v4([127, 0, 0, 1]),
-            dst: v4([127, 0, 0, 1]),
-            kind: Kind::TcpSyn {
-                sport: 49154,
-                dport: 80,
-                seq: 0x1000_0000,
-            },
-            payload_len: 0,
-        },
-        Spec {
-            what: "the largest UDP datagram IPv4 allows (65507 bytes of payload)",
-            src: v4([127, 0, 0, 1]),
-            dst: v4([127, 0, 0, 1]),
-            kind: Kind::Udp {
-                sport: 49155,
-                dport: 9,
-            },
-            payload_len: 65507,
-        },
-    ]
-}
-
-/// Payload bytes: readable text for small packets, a repeating pattern for large ones.
-fn payload(len: usize, out: &mut Vec<u8>) {
-    const TEXT: &[u8] = b"Hello, Loopback!";
-    out.clear();
-    out.extend((0..len).map(|i| TEXT[i % TEXT.len()]));
-}
-
-/// A SYN as a client opening a connection over `lo` sends it.
-fn tcp_syn(sport: u16, dport: u16, seq: u32) -> TcpHeader {
-    let mut hdr = TcpHeader::new(sport, dport, seq, 65535);
-    hdr.syn = true;
-    // RFC 9293 3.7.1: MSS = MTU - 20 (IPv4 header) - 20 (TCP header) = 65495 on lo. Window
-    // scaling (RFC 7323 2.2) lets the window exceed 64 KiB; SACK-permitted as RFC 2018.
-    hdr.set_options(&[
-        TcpOptionElement::MaximumSegmentSize(65495),
-        TcpOptionElement::SelectiveAcknowledgementPermitted,
-        TcpOptionElement::Noop,
-        TcpOptionElement::WindowScale(7),
-    ])
-    .expect("ten bytes of options fit");
-    hdr
-}
-
-/// The sender: the payload is copied once into a pooled buffer, then each layer prepends its
-/// header into the headroom, computing checksums unless the device offloads them. Returns the
-/// buffer and a one-line account of the layout at each step.
-fn build(
-    pool: &PacketPool,
-    spec: &Spec,
-    data: &[u8],
-    fill_checksums: bool,
-    log: &mut String,
-) -> Result<PacketBuf, TourError> {
-    let (proto, l4_len) = match &spec.kind {
-        Kind::IcmpEcho { .. } if spec.dst.is_ipv6() => (IpNumber::IPV6_ICMP, 8),
-        Kind::IcmpEcho { .. } => (IpNumber::ICMP, 8),
-        Kind::Udp { .. } => (IpNumber::UDP, 8),
-        Kind::TcpSyn { sport, dport, seq } => {
-            (IpNumber::TCP, tcp_syn(*sport, *dport, *seq).header_len())
-        }
-    };
-    let ip_len = if spec.dst.is_ipv6() { 40 } else { 20 };
-    // Ask for exactly the packet that will be built: the pool picks the smallest class.
-    let mut buf = pool.alloc(ip_len + l4_len + data.len())?;
-    buf.extend_from_slice(data)
-        .expect("the buffer was sized for the payload");
-    let _ = write!(
-        log,
-        "payload {} B copied in at offset {}",
-        data.len(),
-        buf.headroom()
-    );
-    let ip_payload_len = (data.len() + l4_len) as u16;
-    let (ip4, ip6) = match (spec.src, spec.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut h = Ipv4Header::new(ip_payload_len, 64, proto, s.octets(), d.octets())
-                .expect("the tour's packets fit IPv4");
-            h.dont_fragment = true;
-            h.header_checksum = h.calc_header_checksum();
-            (Some(h), None)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => (
-            None,
-            Some(Ipv6Header {
-                traffic_class: 0,
-                flow_label: Ipv6FlowLabel::ZERO,
-                payload_length: ip_payload_len,
-                next_header: proto,
-                hop_limit: 64,
-                source: s.octets(),
-                destination: d.octets(),
-            }),
-        ),
-        _ => unreachable!("the tour never mixes address families"),
-    };
-
-    // Transport layer: its header goes into the headroom in front of the payload.
-    let name = match &spec.kind {
-        Kind::IcmpEcho { id, seq } => {
-            let echo = IcmpEchoHeader { id: *id, seq: *seq };
-            match &ip6 {
-                Some(h) => {
-                    let t = Icmpv6Type::EchoRequest(echo);
-                    let hdr = if fill_checksums {
-                        Icmpv6Header::with_checksum(t, h.source, h.destination, data).expect("fits")
-                    } else {
-                        Icmpv6Header::new(t)
-                    };
-                    buf.prepend_slice(&hdr.to_bytes()).expect("headroom");
-                }
-                None => {
-                    let t = Icmpv4Type::EchoRequest(echo);
-                    // ICMPv4's checksum covers only the message: no offload exists for it.
-                    let hdr = Icmpv4Header::with_checksum(t, data);
-                    buf.prepend_slice(&hdr.to_bytes()).expect("headroom");
-                }
-            }
-            if ip6.is_some() {
-                "ICMPv6"
-            } else {
-                "ICMP"
-            }
-        }
-        Kind::Udp { sport, dport } => {
-            let hdr = match (&ip4, &ip6, fill_checksums) {
-                (Some(h), _, true) => UdpHeader::with_ipv4_checksum(*sport, *dport, h, data),
-                (_, Some(h), true) => UdpHeader::with_ipv6_checksum(*sport, *dport, h, data),
-                _ => UdpHeader::without_ipv4_checksum(*sport, *dport, data.len()),
-            }
-            .expect("the tour's datagrams fit UDP");
-            buf.prepend_slice(&hdr.to_bytes()).expect("headroom");
-            "UDP"
-        }
-        Kind::TcpSyn { sport, dport, seq } => {
-            let mut hdr = tcp_syn(*sport, *dport, *seq);
-            if fill_checksums {
-                hdr.checksum = match (&ip4, &ip6) {
-                    (Some(h), _) => hdr.calc_checksum_ipv4(h, data),
-                    (_, Some(h)) => hdr.calc_checksum_ipv6(h, data),
-                    _ => unreachable!(),
-                }
-                .expect("fits");
-            }
-            buf.prepend_slice(&hdr.to_bytes()).expect("headroom");
-            "TCP"
-        }
-    };
-    let _ = write!(log, ", {name} header -> offset {}", buf.headroom());
-
-    // Internet layer: the IP header goes in front of that.
-    match (&ip4, &ip6) {
-        (Some(h), _) => buf.prepend_slice(&h.to_bytes()).expect("headroom"),
-        (_, Some(h)) => buf.prepend_slice(&h.to_bytes()).expect("headroom"),
-        _ => unreachable!(),
-    }
-    let _ = write!(
-        log,
-        ", {} header -> offset {} ({} B on the wire)",
-        if ip4.is_some() { "IPv4" } else { "IPv6" },
-        buf.headroom(),
-        buf.len()
-    );
-    Ok(buf)
-}
-
-/// What the receiver made of one packet.
-enum Verdict {
-    /// Every checksum holds; the payload is what is left in the buffer.
-    Ok { summary: String },
-    /// A checksum is wrong: the packet is dropped, as a real stack would drop it.
-    BadChecksum(&'static str),
-    /// The packet does not parse.
-    Malformed(String),
-}
-
-/// One's-complement sum over the pseudo-header and the whole transport message, stored
-/// checksum included: it must come out as all ones (RFC 1071 section 1; pseudo-headers per
-/// RFC 768, RFC 9293 3.1 and RFC 8200 8.1).
-fn transport_sum_ok(net: &NetSlice<'_>, proto: IpNumber, message: &[u8]) -> bool {
-    let sum = match net {
-        NetSlice::Ipv4(ip) => Sum16BitWords::new()
-            .add_4bytes(ip.header().source())
-            .add_4bytes(ip.header().destination())
-            .add_2bytes([0, proto.0])
-            .add_2bytes((message.len() as u16).to_be_bytes()),
-        NetSlice::Ipv6(ip) => Sum16BitWords::new()
-            .add_16bytes(ip.header().source())
-            .add_16bytes(ip.header().destination())
-            .add_4bytes((message.len() as u32).to_be_bytes())
-            .add_4bytes([0, 0, 0, proto.0]),
-        NetSlice::Arp(_) => return false,
-    };
-    sum.add_slice(message).ones_complement() == 0
-}
-
-/// The receiver: parses, checks checksums (unless the device vouches for them), then strips
-/// the IP and transport headers from the same buffer, leaving the payload.
-fn receive(buf: &mut PacketBuf, verify: bool) -> Verdict {
-    let (ip_len, l4_len, label) = match inspect(buf.as_slice(), verify) {
-        Ok(found) => found,
-        Err(verdict) => return verdict,
-    };
-    // Up the stack: each layer strips its header from the front of the same buffer.
-    let before = buf.headroom();
-    if buf.strip_front(ip_len).is_err() || buf.strip_front(l4_len).is_err() {
-        return Verdict::Malformed("truncated".to_owned());
-    }
-    let preview: String = buf
-        .iter()
-        .take(16)
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '.'
-            }
-        })
-        .collect();
-    Verdict::Ok {
-        summary: format!(
-            "{label}: IP header {ip_len} B and {l4_len} B stripped (offset {before} -> {}), payload {} B \"{preview}\"",
-            buf.headroom(),
-            buf.len(),
-        ),
-    }
-}
-
-/// Parses a packet and checks its checksums. Returns the IP header length, the transport
-/// header length and a label, or the verdict that ends the packet's journey.
-fn inspect(packet: &[u8], verify: bool) -> Result<(usize, usize, String), Verdict> {
-    let parsed = match SlicedPacket::from_ip(packet) {
-        Ok(p) => p,
-        Err(e) => return Err(Verdict::Malformed(e.to_string())),
-    };
-    let Some(net) = &parsed.net else {
-        return Err(Verdict::Malformed("no IP header".to_owned()));
-    };
-    let (ip_len, proto) = match net {
-        NetSlice::Ipv4(ip) => {
-            let h = ip.header();
-            // RFC 791 3.1: the header checksum is verified on every IPv4 packet; IPv4
-            // header checksums are never offloaded on loopback.
-            if Sum16BitWords::new().add_slice(h.slice()).ones_complement() != 0 {
-                return Err(Verdict::BadChecksum("IPv4 header"));
-            }
-            (h.slice().len(), ip.payload().ip_number)
-        }
-        NetSlice::Ipv6(ip) => (
-            packet.len() - ip.payload().payload.len(),
-            ip.payload().ip_number,
-        ),
-        NetSlice::Arp(_) => return Err(Verdict::Malformed("ARP on an IP link".to_owned())),
-    };
-    let message = &packet[ip_len..];
-    let (l4_len, label) = match &parsed.transport {
-        Some(TransportSlice::Udp(u)) => {
-            // A zero UDP checksum over IPv4 means "not computed" (RFC 768).
-            let absent = u.checksum() == 0 && matches!(net, NetSlice::Ipv4(_));
-            if verify && !absent && !transport_sum_ok(net, proto, message) {
-                return Err(Verdict::BadChecksum("UDP"));
-            }
-            (
-                8,
-                format!("UDP {} -> {}", u.source_port(), u.destination_port()),
-            )
-        }
-        Some(TransportSlice::Tcp(t)) => {
-            if verify && !transport_sum_ok(net, proto, message) {
-                return Err(Verdict::BadChecksum("TCP"));
-            }
-            (
-                t.header_slice().len(),
-                format!(
-                    "TCP {} -> {}{}",
-                    t.source_port(),
-                    t.destination_port(),
-                    if t.syn() { " SYN" } else { "" }
-                ),
-            )
-        }
-        Some(TransportSlice::Icmpv4(i)) => {
-            // The ICMP checksum covers the message alone (RFC 792) and is always checked.
-            if Sum16BitWords::new().add_slice(message).ones_complement() != 0 {
-                return Err(Verdict::BadChecksum("ICMP"));
-            }
-            (i.header_len(), format!("ICMP type {}", i.type_u8()))
-        }
-        Some(TransportSlice::Icmpv6(i)) => {
-            if verify && !transport_sum_ok(net, proto, message) {
-                return Err(Verdict::BadChecksum("ICMPv6"));
-            }
-            (i.header_len(), format!("ICMPv6 type {}", i.type_u8()))
-        }
-        _ => {
-            return Err(Verdict::Malformed(format!(
-                "unexpected protocol {}",
-                proto.0
-            )))
-        }
-    };
-    Ok((ip_len, l4_len, label))
-}
-
-/// The device of the hand-built walk: the stack's chain, but its capture goes nowhere.
-/// Keeping the `PcapWriter` keeps the checksum offload the same as on the stack's `lo`
-/// (checksums filled in on transmit), so the walk computes and checks every checksum.
-type WalkDevice = Tracer<FaultInjector<PcapWriter<Loopback, io::Sink>>, TraceLog>;
-
-fn walk_device(options: &TourOptions, trace: TraceLog) -> Result<WalkDevice, TourError> {
-    let capture = PcapWriter::new(Loopback::new(), io::sink(), PcapMode::TxOnly)?;
-    let faults = FaultInjector::new(capture, options.faults.clone(), options.seed)?;
-    Ok(Tracer::new(faults, trace))
-}
-
-/// Sections 3 and 4: the packets of `specs` built by hand from `pool`, sent through `dev`
-/// on a simulated clock, and taken apart again. Deterministic: the same options give the
-/// same narration and trace.
-fn packet_walk(
-    pool: &PacketPool,
-    mut dev: WalkDevice,
-    out: &mut dyn Write,
-) -> Result<WalkReport, TourError> {
-    let caps = dev.capabilities();
-    let mut report = WalkReport::default();
-    let mut now = Instant::ZERO;
-    let step = Duration::from_micros(100);
-    let mut data = Vec::new();
-    writeln!(
-        out,
-        "== 3. by hand, sending: one copy in, then each layer prepends its header into the headroom"
-    )?;
-    writeln!(
-        out,
-        "  (on a second `lo` built like the stack's, whose capture goes nowhere: these packets are\n  \
-         made by hand on a simulated clock and never reach the stack, so the capture file holds\n  \
-         only the stack's own traffic, from section 5 on)"
-    )?;
-    for (i, spec) in specs().iter().enumerate() {
-        payload(spec.payload_len, &mut data);
-        let mut log = String::new();
-        let buf = build(pool, spec, &data, !caps.checksum_offload.tx, &mut log)?;
-        writeln!(out, "  #{} {}\n     {log}", i + 1, spec.what)?;
-        now += step;
-        report.sent += 1;
-        if let Err(e) = dev.transmit(now, buf) {
-            report.refused += 1;
-            writeln!(out, "     refused by the device: {e}")?;
-        }
-    }
-
-    writeln!(
-        out,
-        "\n== 4. by hand, receiving: each layer strips its header from the same buffer"
-    )?;
-    let verify = !caps.checksum_offload.rx;
-    let mut n = 0;
-    loop {
-        while let Some(mut buf) = dev.receive(now) {
-            n += 1;
-            match receive(&mut buf, verify) {
-                Verdict::Ok { summary } => {
-                    report.received_ok += 1;
-                    writeln!(out, "  #{n} at {now}: {summary}")?;
-                }
-                Verdict::BadChecksum(which) => {
-                    report.received_bad += 1;
-                    writeln!(out, "  #{n} at {now}: bad {which} checksum, dropped")?;
-                }
-                Verdict::Malformed(why) => {
-                    report.received_malformed += 1;
-                    writeln!(out, "  #{n} at {now}: malformed ({why}), dropped")?;
-                }
-            }
-        }
-        // Delayed or reordered packets are still held: move the clock to when they are due.
-        match dev.poll_at() {
-            Some(t) if t > now => now = t,
-            Some(_) => now += step,
-            None => break,
-        }
-    }
-    if n == 0 {
-        writeln!(out, "  nothing came back")?;
-    }
-    report.faults = dev.inner().fault_stats();
-    writeln!(
-        out,
-        "  received: {} ok, {} bad checksum, {} malformed; {}",
-        report.received_ok,
-        report.received_bad,
-        report.received_malformed,
-        describe_faults(&report.faults)
-    )?;
-    // Every buffer went back to the pool when its packet was dropped or read.
-    writeln!(
-        out,
-        "  pool buffers still in use: {}\n",
-        pool.stats().in_use()
-    )?;
-    Ok(report)
-}
-
-fn describe_faults(f: &FaultStats) -> String {
-    format!(
-        "faults: {} seen, {} dropped, {} duplicated, {} reordered, {} delayed, {} corrupted",
-        f.seen, f.dropped, f.duplicated, f.reordered, f.delayed, f.corrupted
-    )
-}
-
-/// The fault injector's delay as the command line sets it: every packet held `--delay MS`
-/// (a probability below 1 only comes from code that builds its own `FaultConfig`).
-fn delay(f: &FaultConfig) -> String {
-    let ms = format!("{} ms", f.delay_time.as_secs_f64() * 1e3);
-    match f.delay {
-        p if p <= 0.0 => "0 ms".to_owned(),
-        p if p >= 1.0 => ms,
-        p => format!("{ms} for {} of packets", pct(p)),
-    }
-}
-
-/// `n thing` or `n things`.
-fn plural(n: u64, thing: &str) -> String {
-    if n == 1 {
-        format!("{n} {thing}")
-    } else {
-        format!("{n} {thing}s")
-    }
-}
-
-/// A probability as the command line takes it: a percentage.
-fn pct(p: f64) -> String {
-    let s = format!("{:.3}", p * 100.0);
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s}%")
 }
 
 // ---------------------------------------------------------------------- run
@@ -1418,8 +742,38 @@ fn counters<O: Write, T: Write, P: Write + Send + 'static>(
     Ok(())
 }
 
+/// The fault injector's delay as the command line sets it: every packet held `--delay MS`
+/// (a probability below 1 only comes from code that builds its own `FaultConfig`).
+fn delay(f: &FaultConfig) -> String {
+    let ms = format!("{} ms", f.delay_time.as_secs_f64() * 1e3);
+    match f.delay {
+        p if p <= 0.0 => "0 ms".to_owned(),
+        p if p >= 1.0 => ms,
+        p => format!("{ms} for {} of packets", pct(p)),
+    }
+}
+
+/// `n thing` or `n things`.
+fn plural(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("{n} {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// A probability as the command line takes it: a percentage.
+fn pct(p: f64) -> String {
+    let s = format!("{:.3}", p * 100.0);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}%")
+}
+
 #[cfg(test)]
 mod tests {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    use loopstack_buf::PacketPool;
+
     use super::*;
 
     /// A capture sink the test can read after the tour dropped its end.
