@@ -4,94 +4,19 @@
 //! Each scenario is a function taking a [`Family`]; `both_families!` turns it into two
 //! tests, `scenario::v4` and `scenario::v6`.
 
-use std::io::{self, ErrorKind};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use loopstack_internet::route::Route;
-use loopstack_internet::Cidr;
 use loopstack_socket::{IcmpSocket, Net};
 
+#[macro_use]
+mod common;
+use common::*;
+
 // ---------------------------------------------------------------------- helpers
-
-/// The addresses one scenario uses, for one family.
-#[derive(Debug, Clone, Copy)]
-struct Family {
-    /// The loopback address.
-    lo: IpAddr,
-    /// Another local address (IPv4 has all of 127/8; IPv6 only ::1).
-    lo2: IpAddr,
-    /// The unspecified address.
-    any: IpAddr,
-    /// An address that is not the stack's and has no route (documentation prefixes).
-    foreign: IpAddr,
-    /// The loopback address of the other family.
-    other: IpAddr,
-    /// The local route `lo`'s address comes with.
-    local_route: (IpAddr, u8),
-}
-
-const V4: Family = Family {
-    lo: IpAddr::V4(Ipv4Addr::LOCALHOST),
-    lo2: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
-    any: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    foreign: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-    other: IpAddr::V6(Ipv6Addr::LOCALHOST),
-    local_route: (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
-};
-
-const V6: Family = Family {
-    lo: IpAddr::V6(Ipv6Addr::LOCALHOST),
-    lo2: IpAddr::V6(Ipv6Addr::LOCALHOST),
-    any: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    foreign: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
-    other: IpAddr::V4(Ipv4Addr::LOCALHOST),
-    local_route: (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
-};
-
-impl Family {
-    fn lo(self, id: u16) -> SocketAddr {
-        SocketAddr::new(self.lo, id)
-    }
-    fn local_route(self) -> Cidr {
-        Cidr::new(self.local_route.0, self.local_route.1).unwrap()
-    }
-}
-
-/// Runs each scenario once per family, as `name::v4` and `name::v6`.
-macro_rules! both_families {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn v4() {
-                    super::$name(super::V4);
-                }
-                #[test]
-                fn v6() {
-                    super::$name(super::V6);
-                }
-            }
-        )*
-    };
-}
-
-/// The kind of the error `r` must be.
-#[track_caller]
-fn kind<T: std::fmt::Debug>(r: io::Result<T>) -> ErrorKind {
-    match r {
-        Ok(v) => panic!("expected an error, got Ok({v:?})"),
-        Err(e) => e.kind(),
-    }
-}
-
-/// How long `f` took, with its result.
-fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let start = Instant::now();
-    let r = f();
-    (r, start.elapsed())
-}
 
 /// Asserts no reply is waiting for `s`.
 #[track_caller]
