@@ -182,7 +182,14 @@ pub fn echo(lo: Lo, options: &EchoOptions) -> ExitCode {
     }
 }
 
-fn echo_tcp(net: &Net, bind: SocketAddr, bytes: u64) -> Result<(EchoReport, SocketAddr), Failure> {
+/// Binds a TCP listener on `bind` and serves it on a thread of its own: the address a
+/// client connects to, and the server's thread.
+fn spawn_server<R: Send + 'static>(
+    net: &Net,
+    bind: SocketAddr,
+    name: &str,
+    serve: impl FnOnce(&TcpListener) -> R + Send + 'static,
+) -> Result<(SocketAddr, thread::JoinHandle<R>), Failure> {
     let listener = TcpListener::bind(net, bind).map_err(|e| bind_failed(bind, &e))?;
     let addr = connect_addr(
         listener
@@ -190,9 +197,14 @@ fn echo_tcp(net: &Net, bind: SocketAddr, bytes: u64) -> Result<(EchoReport, Sock
             .map_err(|e| Failure::Failed(e.to_string()))?,
     );
     let server = thread::Builder::new()
-        .name("echo-server".into())
-        .spawn(move || echo::serve_tcp(&listener, 1))
+        .name(name.into())
+        .spawn(move || serve(&listener))
         .map_err(|e| Failure::Failed(format!("cannot start the server: {e}")))?;
+    Ok((addr, server))
+}
+
+fn echo_tcp(net: &Net, bind: SocketAddr, bytes: u64) -> Result<(EchoReport, SocketAddr), Failure> {
+    let (addr, server) = spawn_server(net, bind, "echo-server", |l| echo::serve_tcp(l, 1))?;
     let report = echo::tcp_client(net, addr, bytes)
         .map_err(|e| Failure::Failed(format!("TCP echo from {addr} failed: {e}")))?;
     // The client has seen the server's FIN, so the server is done or about to be.
@@ -270,16 +282,7 @@ pub fn http(lo: Lo, options: &HttpOptions) -> ExitCode {
 
 fn get(net: &Net, options: &HttpOptions) -> Result<http::Response, Failure> {
     let bind = SocketAddr::new(options.addr, options.port);
-    let listener = TcpListener::bind(net, bind).map_err(|e| bind_failed(bind, &e))?;
-    let addr = connect_addr(
-        listener
-            .local_addr()
-            .map_err(|e| Failure::Failed(e.to_string()))?,
-    );
-    let server = thread::Builder::new()
-        .name("http-server".into())
-        .spawn(move || http::serve(&listener, 1))
-        .map_err(|e| Failure::Failed(format!("cannot start the server: {e}")))?;
+    let (addr, server) = spawn_server(net, bind, "http-server", |l| http::serve(l, 1))?;
     let response = http::get(net, addr, &options.path, &mut io::stderr())
         .map_err(|e| Failure::Failed(format!("GET http://{addr}{} failed: {e}", options.path)))?;
     // The server waits for our FIN before it returns (at most 2 s, if every FIN is lost);
