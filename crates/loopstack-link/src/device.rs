@@ -150,6 +150,33 @@ pub trait Device {
     }
 }
 
+/// How a thread sleeps until a device whose packets come from outside the process (a TUN)
+/// has one for [`Device::receive`].
+///
+/// A device driven by the stack itself (`lo`) never needs one: every packet it holds was put
+/// there by a call that polls the stack anyway. A device fed by the kernel does: in blocking
+/// mode nobody may call into the stack for a long time, and the packet must still be
+/// received, answered and handed to a waiting socket. The blocking layer gives each such
+/// device a thread that loops on [`wait`](RxSignal::wait) and polls the stack when it
+/// returns, so the device is read as soon as it has something and never polled in a busy
+/// loop.
+///
+/// Readiness is level-triggered (like `poll(2)`): `wait` returns at once while packets are
+/// waiting, so whoever calls it must drain the device (the stack's `poll` does) before
+/// waiting again.
+pub trait RxSignal: Send + 'static {
+    /// Blocks until the device may have a packet to receive, or until the function returned
+    /// by [`interrupter`](RxSignal::interrupter) was called. Spurious returns are allowed.
+    ///
+    /// # Errors
+    /// The underlying wait failed (for a TUN, `poll(2)`); the caller stops waiting on it.
+    fn wait(&mut self) -> std::io::Result<()>;
+
+    /// A function that makes a current or future [`wait`](RxSignal::wait) return at once,
+    /// from any thread: how the owner of the waiting thread stops it.
+    fn interrupter(&self) -> Box<dyn Fn() + Send + Sync>;
+}
+
 impl<D: Device + ?Sized> Device for Box<D> {
     fn name(&self) -> &str {
         (**self).name()

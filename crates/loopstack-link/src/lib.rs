@@ -40,7 +40,9 @@ pub mod rand;
 pub mod time;
 mod trace;
 
-pub use device::{ChecksumOffload, Device, DeviceCapabilities, LinkStats, Medium, TxError};
+pub use device::{
+    ChecksumOffload, Device, DeviceCapabilities, LinkStats, Medium, RxSignal, TxError,
+};
 pub use fault::{FaultConfig, FaultConfigError, FaultDirection, FaultInjector, FaultStats};
 pub use loopback::{Loopback, LoopbackConfig, LoopbackConfigError};
 pub use pcap::{PcapMode, PcapWriter, LINKTYPE_RAW};
