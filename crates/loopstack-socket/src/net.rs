@@ -21,22 +21,47 @@
 //! only when a call makes that time earlier. With no timer pending it sleeps on a condition
 //! variable with no deadline: an idle stack uses no CPU at all.
 //!
+//! *Devices fed from outside.* A packet on `lo` was put there by a call that polls the
+//! stack anyway; a packet the kernel writes to a TUN was not, and nobody may call into the
+//! stack for a long time. [`Net::add_device`] gives such a device a thread of its own that
+//! sleeps in its [`RxSignal`] until the device has a packet, then polls the stack as a
+//! socket call would:
+//!
+//! ```text
+//!   kernel ─▶ tun0                       loopstack-rx-tun0        thread B: sock.recv_from()
+//!                                          signal.wait() ◀─ readable
+//!                                          lock the stack             (waiting on `changed`)
+//!                                          Stack::poll(now): tun0 ─▶ IP ─▶ UDP ─▶ B's queue
+//!                                            (and any answer: ICMP, an ACK ─▶ tun0)
+//!                                          notify `changed` ────────▶ wakes, locks, "hi"
+//!                                          unlock, signal.wait()
+//! ```
+//!
+//! It is woken by the device only, never by time, so an idle device costs no CPU either.
+//!
 //! *Time.* The stack's clock is the wall clock since the [`Net`] was made, so captures and
 //! traces start at zero as in poll mode. Blocking mode is not deterministic (threads are
 //! not); use a [`Stack`] in poll mode for that.
+//!
+//! *Shutting down.* The timer and rx threads hold only the `Core` (the stack and its
+//! condition variables), never a [`Net`]: the application's handles alone keep the stack
+//! running. When the last one goes, `Shared`'s `Drop` tells the threads to stop, joins them,
+//! and only then lets the stack, with its devices and their file descriptors, be dropped.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use loopstack_internet::iface::InterfaceId;
 use loopstack_internet::layer::EchoReply;
-use loopstack_link::Instant;
+use loopstack_internet::Cidr;
+use loopstack_link::{Instant, RxSignal};
 use loopstack_transport::Error;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::stack::{Stack, StackConfig, StackError};
+use crate::stack::{BoxedDevice, Stack, StackConfig, StackError};
 
 /// Echo replies kept per ICMP socket. Past that, replies that arrive are dropped (and
 /// counted in [`NetStats::echo_dropped`]) until the socket reads, as a full receive buffer
@@ -48,8 +73,9 @@ const ECHO_QUEUE: usize = 64;
 /// [`TcpListener::bind`](crate::TcpListener::bind), [`TcpStream::connect`](crate::TcpStream::connect),
 /// [`UdpSocket::bind`](crate::UdpSocket::bind) and [`IcmpSocket::bind`](crate::IcmpSocket::bind).
 ///
-/// The stack lives as long as any clone or any socket on it; its timer thread stops when
-/// the last one goes, and the devices are dropped then (a pcap capture is flushed).
+/// The stack lives as long as any clone or any socket on it; its timer thread, and the rx
+/// thread of each device added with [`add_device`](Net::add_device), stop when the last one
+/// goes, and the devices are dropped then (a pcap capture is flushed, a TUN is closed).
 #[derive(Clone)]
 pub struct Net {
     shared: Arc<Shared>,
@@ -62,10 +88,21 @@ impl std::fmt::Debug for Net {
 }
 
 /// Owned by the application's side only (every `Net` clone and every socket): when the last
-/// goes, its `Drop` stops the timer thread, which holds only the [`Core`].
+/// goes, its `Drop` stops the timer thread and the rx threads, which hold only the [`Core`].
 struct Shared {
     core: Arc<Core>,
     timer: Option<JoinHandle<()>>,
+    /// One per device added with [`Net::add_device`]. Behind a lock because `add_device`
+    /// takes `&self` on a `Shared` every clone shares; `Drop` has `&mut` and needs no lock.
+    rx: Mutex<Vec<RxThread>>,
+}
+
+/// A device's rx thread, as its owner needs it to stop it.
+struct RxThread {
+    /// Makes the thread's current or next `RxSignal::wait` return. Taken from the signal
+    /// before it moved into the thread: the signal itself is the thread's from then on.
+    interrupt: Box<dyn Fn() + Send + Sync>,
+    thread: JoinHandle<()>,
 }
 
 /// The stack behind its lock, and the two condition variables around it.
@@ -99,6 +136,17 @@ pub struct NetStats {
     pub timer_polls: u64,
     /// Echo replies whose identifier no ICMP socket owns, or that found its queue full.
     pub echo_dropped: u64,
+    /// Times an rx thread (one per device added with [`Net::add_device`]) returned from
+    /// [`RxSignal::wait`] and polled the stack: once per burst of packets, plus any
+    /// spurious return of the signal. Zero while no packet arrives.
+    pub rx_wakeups: u64,
+    /// Of those polls, the ones that changed something (moved a packet, ran a due timer),
+    /// and so woke the waiting sockets. A wake-up that changed nothing is a spurious one.
+    pub rx_polls_changed: u64,
+    /// Times [`RxSignal::wait`] failed. The rx thread stops then: the device stays in the
+    /// stack, but is read only when something else polls it (a socket call, the timer
+    /// thread), so packets that arrive while the stack is idle wait until then.
+    pub rx_wait_errors: u64,
 }
 
 /// How long a call may wait for the stack.
@@ -159,8 +207,78 @@ impl Net {
             shared: Arc::new(Shared {
                 core,
                 timer: Some(timer),
+                rx: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    /// Adds a device whose packets arrive from outside the process (a TUN), with its
+    /// addresses as [`Stack::add_device`] adds them, and starts its rx thread,
+    /// `loopstack-rx-<device name>`.
+    ///
+    /// The thread loops: [`signal.wait()`](RxSignal::wait), then lock the stack, poll it,
+    /// wake the sockets waiting on it if that changed anything, and re-arm the timer thread.
+    /// So a packet that arrives is received, answered (an ACK, an ICMP error) and handed to
+    /// a blocked socket with no call from the application, and an idle device costs nothing:
+    /// the thread sleeps in `wait` until the device has something. [`NetStats`] counts its
+    /// wake-ups (`rx_wakeups`, `rx_polls_changed`); if `wait` fails, the thread counts it in
+    /// `rx_wait_errors` and stops.
+    ///
+    /// When the last handle on the stack goes, the thread is interrupted (through
+    /// [`RxSignal::interrupter`]) and joined before the device is dropped. The device and
+    /// the signal must not hold a [`Net`] or a socket of this stack themselves: the stack
+    /// would then keep itself alive.
+    ///
+    /// The signal must report a device that can no longer be read (a TUN whose descriptor
+    /// reports an error or hang-up) as an error, not as readiness: `wait` returning at once
+    /// with nothing to receive, again and again, would make this thread spin.
+    ///
+    /// A device that only this stack's own calls feed (`lo`, with any middleware) needs no
+    /// thread: build it into the [`Stack`] given to [`Net::from_stack`].
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::InvalidInput`] if the device or an address cannot be added (a name
+    /// in use, an invalid name, an address already assigned): no thread is left running, and
+    /// the device and the signal are dropped. (As with [`Stack::add_device`], an address
+    /// that fails leaves the interface, and the addresses before it, in the internet layer
+    /// without a device.) Any error spawning the thread, with the device not added.
+    pub fn add_device(
+        &self,
+        device: BoxedDevice,
+        addrs: &[Cidr],
+        mut signal: Box<dyn RxSignal>,
+    ) -> io::Result<InterfaceId> {
+        // A NUL in the name would make `spawn` panic; a device name never has one in
+        // practice (the interface layer refuses it), but the thread starts before that check.
+        let name = format!("loopstack-rx-{}", device.name()).replace('\0', "?");
+        let interrupt = signal.interrupter();
+        // The thread starts first and waits for a go: so a device is never in the stack
+        // without its thread (spawning can fail, and the stack cannot remove a device), and
+        // a thread never outlives a device that could not be added.
+        let (go, start) = mpsc::channel::<bool>();
+        let core = Arc::clone(&self.shared.core);
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            if start.recv() == Ok(true) {
+                rx_loop(&core, &mut *signal);
+            }
+            // The signal and this reference to the `Core` are dropped here, before the
+            // thread ends: once it is joined, they are gone.
+        })?;
+        // `run` also polls once: packets already waiting on the device are received now.
+        match self.core().run(|stack, _| stack.add_device(device, addrs)) {
+            Ok(id) => {
+                // The thread is alive and owns `start` until it gets this: the send cannot
+                // fail. If it did, the thread would just end, as for an error.
+                let _ = go.send(true);
+                self.shared.rx.lock().push(RxThread { interrupt, thread });
+                Ok(id)
+            }
+            Err(e) => {
+                let _ = go.send(false);
+                let _ = thread.join();
+                Err(e.into())
+            }
+        }
     }
 
     /// Runs `f` on the stack under its lock (to read counters, list sockets, change routes),
@@ -194,10 +312,23 @@ impl Drop for Shared {
             st.shutdown = true;
             self.core.timer_cv.notify_all();
         }
+        // Interrupt outside the stack's lock: an interrupter may take a lock of the device
+        // (its queue, say) that a device method takes under the stack's lock.
+        let rx = std::mem::take(self.rx.get_mut());
+        for r in &rx {
+            (r.interrupt)();
+        }
+        // The timer and rx threads hold no `Shared`, so these never wait for themselves; a
+        // thread that already stopped (a failed wait) is joined at once. A thread that
+        // panicked (a device method did) has nothing more to stop.
         if let Some(t) = self.timer.take() {
-            // The timer thread holds no `Shared`, so this never waits for itself.
             let _ = t.join();
         }
+        for r in rx {
+            let _ = r.thread.join();
+        }
+        // Only now can `core` be the last reference to the stack: it is dropped with `self`,
+        // devices included, after every thread that could still touch them has ended.
     }
 }
 
@@ -357,6 +488,40 @@ fn poll_stack(stack: &mut Stack, now: Instant) -> bool {
     let due = stack.poll_at().filter(|&t| t <= now);
     let worked = stack.poll(now);
     worked || due.is_some_and(|d| stack.poll_at() != Some(d))
+}
+
+/// A device's rx thread: sleeps until the device may have a packet, polls the stack, and
+/// sleeps again, until shutdown or until the wait fails.
+///
+/// The signal is level-triggered: `wait` returns at once while the device holds packets,
+/// and the poll drains them (`Stack::poll` reads every device until it is quiet), so each
+/// burst costs one wake-up. The stack's lock is never held across `wait`.
+fn rx_loop(core: &Core, signal: &mut dyn RxSignal) {
+    loop {
+        let waited = signal.wait();
+        let mut st = core.state.lock();
+        // Checked after every wake-up, under the lock `Drop` sets it under: an interrupt
+        // returns here, and a wake-up that raced with it must not poll a stack that is going.
+        if st.shutdown {
+            return;
+        }
+        if waited.is_err() {
+            // Nothing says a failed wait will not fail again at once: retrying could spin.
+            // The error itself has nobody to go to; the counter says it happened.
+            st.stats.rx_wait_errors += 1;
+            return;
+        }
+        st.stats.rx_wakeups += 1;
+        let now = core.now();
+        let changed = poll_stack(&mut st.stack, now);
+        if changed {
+            st.stats.rx_polls_changed += 1;
+        }
+        // As after a socket call: wake the sockets if a packet reached them, and move the
+        // timer thread's deadline if the packet armed an earlier timer (an ACK to delay, a
+        // retransmission of the answer).
+        core.settle(&mut st, changed);
+    }
 }
 
 /// The timer thread: sleeps until the stack's next timer, polls it, and sleeps again.
