@@ -134,6 +134,23 @@ pub enum IfaceError {
     },
 }
 
+/// Whether `cidr` may be assigned to an interface of `kind` with `mtu`, whatever else the
+/// interface has: loopback addresses belong on loopback interfaces only (RFC 1122
+/// 3.2.1.3(g)), and IPv6 needs an MTU of at least 1280 (RFC 8200 5). Lets a caller check
+/// a whole list of addresses before it creates anything.
+pub fn check_addr(kind: InterfaceKind, mtu: usize, cidr: Cidr) -> Result<(), IfaceError> {
+    if kind != InterfaceKind::Loopback && is_loopback(cidr.addr()) {
+        return Err(IfaceError::LoopbackOnWire(cidr));
+    }
+    if cidr.is_ipv6() && mtu < MIN_MTU_V6 {
+        return Err(IfaceError::MtuTooSmall {
+            mtu,
+            min: MIN_MTU_V6,
+        });
+    }
+    Ok(())
+}
+
 /// IPv4's minimum MTU (RFC 791: every host accepts 68-byte datagrams unfragmented).
 pub const MIN_MTU_V4: usize = 68;
 /// IPv6's minimum link MTU (RFC 8200 section 5).
@@ -212,15 +229,7 @@ impl InterfaceTable {
     /// Adds an address to an interface.
     pub fn add_addr(&mut self, id: InterfaceId, cidr: Cidr) -> Result<(), IfaceError> {
         let iface = self.get_mut(id)?;
-        if !iface.is_loopback() && is_loopback(cidr.addr()) {
-            return Err(IfaceError::LoopbackOnWire(cidr));
-        }
-        if cidr.is_ipv6() && iface.mtu < MIN_MTU_V6 {
-            return Err(IfaceError::MtuTooSmall {
-                mtu: iface.mtu,
-                min: MIN_MTU_V6,
-            });
-        }
+        check_addr(iface.kind, iface.mtu, cidr)?;
         if iface.addrs.contains(&cidr) {
             return Err(IfaceError::AddressExists(cidr));
         }

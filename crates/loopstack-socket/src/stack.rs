@@ -16,7 +16,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use loopstack_buf::{ConfigError, PacketBuf, PacketPool, PoolConfig};
-use loopstack_internet::iface::{IfaceError, InterfaceId, InterfaceKind};
+use loopstack_internet::iface::{check_addr, IfaceError, InterfaceId, InterfaceKind};
 use loopstack_internet::layer::EchoReply;
 use loopstack_internet::{Cidr, Internet, InternetConfig, Links};
 use loopstack_link::{
@@ -146,6 +146,14 @@ impl Stack {
     ) -> Result<InterfaceId, StackError> {
         let mtu = device.capabilities().mtu;
         let name = device.name().to_string();
+        // Every address is checked before the interface is made, so a refusal leaves no
+        // interface without its device behind (and no routes through it).
+        for (i, &a) in addrs.iter().enumerate() {
+            check_addr(InterfaceKind::PointToPoint, mtu, a)?;
+            if addrs[..i].contains(&a) {
+                return Err(IfaceError::AddressExists(a).into());
+            }
+        }
         let id = self
             .ip
             .add_interface(&name, InterfaceKind::PointToPoint, mtu)?;
@@ -309,5 +317,38 @@ impl Stack {
             .flatten()
             .chain(devices)
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_address_leaves_no_interface_behind() {
+        let mut stack = Stack::new(StackConfig::default()).unwrap();
+        let wire = || -> BoxedDevice {
+            let config = LoopbackConfig {
+                name: "wire0".into(),
+                ..LoopbackConfig::default()
+            };
+            Box::new(Loopback::with_config(config).unwrap())
+        };
+        let good: Cidr = "192.0.2.2/24".parse().unwrap();
+        for bad in [vec![good, "127.0.0.2/8".parse().unwrap()], vec![good, good]] {
+            assert!(stack.add_device(wire(), &bad).is_err(), "{bad:?}");
+            assert_eq!(stack.ip().interfaces().iter().count(), 1, "only lo");
+            assert!(stack.ip().route("192.0.2.9".parse().unwrap()).is_err());
+        }
+        let id = stack.add_device(wire(), &[good]).unwrap();
+        assert!(stack.device(id).is_some());
+        assert_eq!(
+            stack
+                .ip()
+                .route("192.0.2.9".parse().unwrap())
+                .unwrap()
+                .iface,
+            id
+        );
     }
 }
