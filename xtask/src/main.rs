@@ -3,15 +3,22 @@
 //! `cargo xtask ci` runs exactly what CI runs, in the same order:
 //!
 //! 1. `cargo fmt --all --check`
-//! 2. `cargo clippy --workspace --all-targets -- -D warnings`
+//! 2. `cargo clippy --workspace --all-targets --all-features -- -D warnings`
 //! 3. `cargo test --workspace` (unit, integration and doc tests)
-//! 4. `cargo test -p loopstack-benches --benches`: every criterion benchmark once, in test
+//! 4. `cargo test -p loopstack --features interop --test interop`: the interop tests below
+//! 5. `cargo test -p loopstack-benches --benches`: every criterion benchmark once, in test
 //!    mode, so none of them rots (no timing is judged)
-//! 5. `cargo doc --workspace --no-deps` with `RUSTDOCFLAGS=-D warnings`
-//! 6. `cargo run -p loopstack -- tour`: the README's main command must keep working
-//! 7. `cargo run -p loopstack --example echo_server` and
-//! 8. `cargo run -p loopstack --example http_hello`: the blocking-socket examples, each a
+//! 6. `cargo doc --workspace --no-deps` with `RUSTDOCFLAGS=-D warnings`
+//! 7. `cargo run -p loopstack -- tour`: the README's main command must keep working
+//! 8. `cargo run -p loopstack --example echo_server` and
+//! 9. `cargo run -p loopstack --example http_hello`: the blocking-socket examples, each a
 //!    server and a client in one process that exits non-zero unless the answer is right
+//!
+//! `cargo xtask interop` runs the tests against the Linux kernel's own tools
+//! (`crates/loopstack/tests/interop.rs`): the kernel's `ping`, `curl`, `nc` and
+//! `python3 -m http.server` talk to `loopstack tun`, each test in a network namespace of its
+//! own. It needs root and `/dev/net/tun`; where they are missing the tests say so in one
+//! line and pass, unless `LOOPSTACK_REQUIRE_INTEROP=1` is set, as `.ci/run` sets it.
 //!
 //! `cargo xtask soak` runs the TCP loss suite (`crates/loopstack-socket/tests/tcp_loss.rs`)
 //! with many more seeds than CI does, optimised: 2000 seeds per sweep, 8000 transfers of
@@ -23,8 +30,9 @@ use std::time::Instant;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <command>\n\ncommands:\n  ci    run every check CI runs\n  \
-         soak  the TCP loss suite with thousands of seeds (release build)"
+        "usage: cargo xtask <command>\n\ncommands:\n  ci       run every check CI runs\n  \
+         interop  the kernel's ping, curl and nc against `loopstack tun` (root)\n  \
+         soak     the TCP loss suite with thousands of seeds (release build)"
     );
     ExitCode::from(2)
 }
@@ -48,6 +56,8 @@ const CI: &[Step] = &[
             "clippy",
             "--workspace",
             "--all-targets",
+            // The interop tests build only with their feature: lint them too.
+            "--all-features",
             "--",
             "-D",
             "warnings",
@@ -57,6 +67,11 @@ const CI: &[Step] = &[
     Step {
         title: "tests",
         args: &["test", "--workspace"],
+        env: &[],
+    },
+    Step {
+        title: "interop with the Linux kernel (TUN, network namespaces)",
+        args: INTEROP_ARGS,
         env: &[],
     },
     Step {
@@ -151,11 +166,29 @@ const SOAK: &[Step] = &[Step {
     env: &[("LOOPSTACK_SOAK_SEEDS", "2000")],
 }];
 
+/// The interop tests: a step of `ci`, and `interop` on its own.
+const INTEROP_ARGS: &[&str] = &[
+    "test",
+    "-p",
+    "loopstack",
+    "--features",
+    "interop",
+    "--test",
+    "interop",
+];
+
+const INTEROP: &[Step] = &[Step {
+    title: "interop with the Linux kernel (TUN, network namespaces)",
+    args: INTEROP_ARGS,
+    env: &[],
+}];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => run(CI),
         Some("soak") if args.len() == 1 => run(SOAK),
+        Some("interop") if args.len() == 1 => run(INTEROP),
         _ => usage(),
     }
 }

@@ -5,6 +5,8 @@
 //! - the [`Device`] trait: transmit a [`PacketBuf`], receive a [`PacketBuf`], report
 //!   [`DeviceCapabilities`] and [`LinkStats`];
 //! - [`Loopback`], the `lo` device: a bounded ring of packet handles, MTU 65536;
+//! - on Linux, [`Tun`], a TUN device: IP packets to and from the kernel's own stack, with a
+//!   [`TunSignal`] to sleep on until the kernel has one;
 //! - middleware that wraps any `Device` and stacks, as smoltcp's `phy` module does:
 //!   [`PcapWriter`] (captures that Wireshark opens), [`FaultInjector`] (seeded drop,
 //!   duplicate, reorder, delay and corrupt) and [`Tracer`] (one readable line per packet);
@@ -39,7 +41,11 @@ mod pcap;
 pub mod rand;
 pub mod time;
 mod trace;
+#[cfg(target_os = "linux")]
+mod tun;
 
+#[cfg(target_os = "linux")]
+pub use self::tun::{Tun, TunConfig, TunError, TunSignal};
 pub use device::{
     ChecksumOffload, Device, DeviceCapabilities, LinkStats, Medium, RxSignal, TxError,
 };

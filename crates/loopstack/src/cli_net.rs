@@ -105,7 +105,7 @@ impl End {
     /// not be written.
     fn report(&self, out: &mut dyn Write) -> bool {
         let stats = self.faults.as_ref().map(|f| f.lock().fault_stats());
-        if let Some(line) = describe_faults(stats.as_ref(), self.delay) {
+        if let Some(line) = describe_faults("lo", stats.as_ref(), self.delay) {
             let _ = writeln!(out, "{line}");
         }
         self.capture.as_ref().is_none_or(|c| c.report(out))

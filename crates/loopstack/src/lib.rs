@@ -31,5 +31,6 @@ pub use loopstack_socket::{
 
 pub mod echo;
 pub mod http;
+pub mod netstat;
 pub mod ping;
 pub mod tour;

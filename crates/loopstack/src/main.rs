@@ -20,6 +20,8 @@ use loopstack::ping::{self, PingOptions, RealClock};
 use loopstack::tour::{self, TourOptions};
 
 mod cli_net;
+#[cfg(target_os = "linux")]
+mod cli_tun;
 mod setup;
 mod values;
 
@@ -42,8 +44,8 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// Write a pcap capture of every packet that crosses `lo` to this file (Wireshark and
-    /// `tshark -r` open it). Default for the tour: loopstack-tour.pcap in the system's
-    /// temporary directory.
+    /// `tshark -r` open it); with `tun`, of every packet that crosses the TUN device, both
+    /// ways. Default for the tour: loopstack-tour.pcap in the system's temporary directory.
     #[arg(long, global = true, value_name = "FILE")]
     pcap: Option<PathBuf>,
     /// Do not print the per-packet trace (the tour prints it by default).
@@ -61,7 +63,8 @@ struct Global {
     faults: FaultArgs,
 }
 
-/// Fault injection on `lo`: each packet the stack sends meets these once.
+/// Fault injection on `lo`: each packet the stack sends meets these once. With `tun`, the
+/// TUN device gets them too, in both directions.
 #[derive(Debug, Args)]
 struct FaultArgs {
     /// Drop PCT percent of packets (0 to 100, fractions allowed).
@@ -123,6 +126,45 @@ enum Command {
     /// other: every --path but / is 404 Not Found, whose body is still printed (unlike
     /// `curl --fail`, which exits 22 and hides it).
     Http(HttpArgs),
+    /// Put the stack behind a Linux TUN device, where the kernel's ping, curl and nc reach
+    /// it.
+    ///
+    /// Creates (or opens) the TUN device --dev in the current network namespace, brings it
+    /// up, gives the kernel's side the --host-addr addresses and the stack the --addr ones.
+    /// Then either fetches --get URL into --out FILE and exits (0 on a complete 200
+    /// response), or runs the --serve services until SIGINT or SIGTERM and prints the
+    /// counters. Needs root (or CAP_NET_ADMIN) and /dev/net/tun.
+    Tun(TunArgs),
+}
+
+/// `tun` options.
+#[derive(Debug, Args)]
+struct TunArgs {
+    /// The TUN device: created if it does not exist, opened if it is a persistent one.
+    #[arg(long, value_name = "NAME")]
+    dev: String,
+    /// An address of the stack on the device, with its prefix length (192.0.2.2/24,
+    /// 2001:db8::2/64). Repeat for more.
+    #[arg(long = "addr", value_name = "CIDR", required = true, value_parser = values::cidr)]
+    addrs: Vec<loopstack::internet::Cidr>,
+    /// An address of the kernel's side of the device (192.0.2.1/24, 2001:db8::1/64).
+    /// Repeat for more.
+    #[arg(long = "host-addr", value_name = "CIDR", required = true, value_parser = values::cidr)]
+    host_addrs: Vec<loopstack::internet::Cidr>,
+    /// The device's MTU, on both sides.
+    #[arg(long, value_name = "N", default_value = "1500", value_parser = values::mtu)]
+    mtu: usize,
+    /// A service to run on the stack: echo:PORT (TCP and UDP echo) or http:PORT
+    /// ("Hello, Loopback!"). Repeat for more.
+    #[arg(long, value_name = "SERVICE", value_parser = values::service)]
+    serve: Vec<values::Service>,
+    /// Fetch this http:// URL (an IP address for a host) through the stack's TCP, write
+    /// the body to --out, and exit.
+    #[arg(long, value_name = "URL", value_parser = values::url, requires = "out")]
+    get: Option<loopstack::http::HttpUrl>,
+    /// Where --get writes the body.
+    #[arg(long, value_name = "FILE", requires = "get")]
+    out: Option<PathBuf>,
 }
 
 /// `echo` options.
@@ -259,7 +301,29 @@ fn main() -> ExitCode {
             ),
             Err(code) => code,
         },
+        Command::Tun(args) => run_tun(&cli.global, args),
     }
+}
+
+#[cfg(target_os = "linux")]
+fn run_tun(global: &Global, args: &TunArgs) -> ExitCode {
+    cli_tun::run(
+        &global.link(),
+        &cli_tun::TunOptions {
+            dev: args.dev.clone(),
+            addrs: args.addrs.clone(),
+            host_addrs: args.host_addrs.clone(),
+            mtu: args.mtu,
+            serve: args.serve.clone(),
+            get: args.get.clone().zip(args.out.clone()),
+        },
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_tun(_global: &Global, _args: &TunArgs) -> ExitCode {
+    eprintln!("loopstack: tun: TUN devices are supported on Linux only");
+    ExitCode::from(2)
 }
 
 /// Help and version go to stdout with status 0, as clap prints them. Anything else is bad

@@ -148,10 +148,39 @@ fn chain(
 ) -> Result<(BoxedDevice, Option<Capture>, Option<SharedFaults>), SetupError> {
     let lo = Loopback::with_config(config.loopback.clone())
         .map_err(|e| SetupError::Stack(e.to_string()))?;
-    let mut dev: BoxedDevice = Box::new(lo);
+    let buffers = config.pool.classes.iter().map(|c| c.count).sum();
+    wrap(options, Box::new(lo), buffers, Side::Loopback)
+}
+
+/// Which kind of link a chain wraps: it decides which way the faults act and what the
+/// capture records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `lo`: every packet crosses once, as the stack sends it. Faults act on transmit and
+    /// the capture records transmitted packets (as `tcpdump -i lo` shows each packet once).
+    Loopback,
+    /// A link with a real peer (a TUN): faults act both ways, each with its own random
+    /// sequence, and the capture records both directions, as `tcpdump -i tun0` would.
+    Peer,
+}
+
+/// A device and its middleware, outermost first: tracer, random faults, delay line,
+/// capture. `buffers` is the stack pool's size, which bounds what the delay line holds.
+pub fn wrap(
+    options: &LinkOptions,
+    inner: BoxedDevice,
+    buffers: usize,
+    side: Side,
+) -> Result<(BoxedDevice, Option<Capture>, Option<SharedFaults>), SetupError> {
+    let (direction, mode, seed) = match side {
+        Side::Loopback => (FaultDirection::Tx, PcapMode::TxOnly, options.seed),
+        // Another seed than lo's, so the two links do not drop in lockstep.
+        Side::Peer => (FaultDirection::Both, PcapMode::Both, options.seed ^ 0x7e4e),
+    };
+    let mut dev = inner;
     let mut capture = None;
     if let Some(path) = &options.pcap {
-        let (device, handle) = Capture::create(path, dev)?;
+        let (device, handle) = Capture::create(path, dev, mode)?;
         dev = Box::new(device);
         capture = Some(handle);
     }
@@ -159,19 +188,21 @@ fn chain(
     // checked when parsed), so an error here is a bug worth reporting, not a panic.
     let invalid = |e: FaultConfigError| SetupError::Stack(e.to_string());
     if !options.delay.is_zero() {
-        let buffers = config.pool.classes.iter().map(|c| c.count).sum();
         // Every packet is held the same time, so the seed decides nothing here; it gets
         // one of its own all the same.
-        dev = Box::new(
-            FaultInjector::new(dev, options.delay_line(buffers), options.seed ^ 0xde1a)
-                .map_err(invalid)?,
-        );
+        let line = FaultConfig {
+            direction,
+            ..options.delay_line(buffers)
+        };
+        dev = Box::new(FaultInjector::new(dev, line, seed ^ 0xde1a).map_err(invalid)?);
     }
     let mut faults = None;
     if options.random_faults() != FaultConfig::default() {
-        let shared = Shared::new(
-            FaultInjector::new(dev, options.random_faults(), options.seed).map_err(invalid)?,
-        );
+        let random = FaultConfig {
+            direction,
+            ..options.random_faults()
+        };
+        let shared = Shared::new(FaultInjector::new(dev, random, seed).map_err(invalid)?);
         dev = Box::new(shared.clone());
         faults = Some(shared);
     }
@@ -181,9 +212,9 @@ fn chain(
     Ok((dev, capture, faults))
 }
 
-/// One line about what the faults did, if any were on:
+/// One line about what the faults on `link` did, if any were on:
 /// `faults on lo: 812 packets, 40 dropped, ...; every packet delayed 5 ms`.
-pub fn describe_faults(random: Option<&FaultStats>, delay: Duration) -> Option<String> {
+pub fn describe_faults(link: &str, random: Option<&FaultStats>, delay: Duration) -> Option<String> {
     let random = random.map(|s| {
         format!(
             "{} packets, {} dropped, {} duplicated, {} reordered, {} corrupted",
@@ -193,8 +224,8 @@ pub fn describe_faults(random: Option<&FaultStats>, delay: Duration) -> Option<S
     let delay = (!delay.is_zero())
         .then(|| format!("every packet delayed {} ms", delay.as_secs_f64() * 1e3));
     match (random, delay) {
-        (Some(r), Some(d)) => Some(format!("faults on lo: {r}; {d}")),
-        (Some(x), None) | (None, Some(x)) => Some(format!("faults on lo: {x}")),
+        (Some(r), Some(d)) => Some(format!("faults on {link}: {r}; {d}")),
+        (Some(x), None) | (None, Some(x)) => Some(format!("faults on {link}: {x}")),
         (None, None) => None,
     }
 }
@@ -261,7 +292,7 @@ impl<D: Device> Device for Shared<D> {
 
 // ---------------------------------------------------------------------- the capture
 
-/// A pcap capture right on `lo`, which can be closed while the stack still runs.
+/// A pcap capture right on the link (`lo` or a TUN), which can be closed while the stack still runs.
 ///
 /// Closing matters because a command reports how many packets the file holds while its
 /// stack may still send a few (a retransmitted FIN, say): after [`Capture::finish`] packets
@@ -288,8 +319,13 @@ impl Device for CaptureDevice {
         }
     }
     fn receive(&mut self, now: Instant) -> Option<PacketBuf> {
-        // `TxOnly`: on `lo` each packet is recorded once, when sent, as `tcpdump -i lo` shows.
-        self.pcap.receive(now)
+        // Around `lo` the mode is `TxOnly`, so each packet is recorded once, when sent, as
+        // `tcpdump -i lo` shows; around a TUN it is `Both`.
+        if self.open {
+            self.pcap.receive(now)
+        } else {
+            self.pcap.inner_mut().receive(now)
+        }
     }
     fn stats(&self) -> LinkStats {
         self.pcap.stats()
@@ -310,14 +346,14 @@ impl Capture {
     fn create(
         path: &Path,
         inner: BoxedDevice,
+        mode: PcapMode,
     ) -> Result<(Shared<CaptureDevice>, Capture), SetupError> {
         let failed = |source| SetupError::Capture {
             path: path.to_owned(),
             source,
         };
         let file = File::create(path).map_err(failed)?;
-        let mut pcap =
-            PcapWriter::new(inner, BufWriter::new(file), PcapMode::TxOnly).map_err(failed)?;
+        let mut pcap = PcapWriter::new(inner, BufWriter::new(file), mode).map_err(failed)?;
         // The stack's clock starts at zero when it is built, which is now: with the wall
         // clock's offset the capture shows real dates, as a kernel capture would.
         if let Ok(since_epoch) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {

@@ -5,6 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use loopstack::http::HttpUrl;
+use loopstack::internet::Cidr;
+
 /// The longest `--delay`: a minute. Past that a transfer would look hung, and
 /// `Duration::from_secs_f64` would panic on a large enough number.
 pub const MAX_DELAY_MS: f64 = 60_000.0;
@@ -85,6 +88,55 @@ pub fn http_path(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// An interface address with its prefix length, `192.0.2.2/24` or `2001:db8::2/64`, as
+/// `ip addr add` takes it. The length is required: it is what makes the connected route.
+pub fn cidr(s: &str) -> Result<Cidr, String> {
+    let t = s.trim();
+    if !t.contains('/') {
+        return Err("expected ADDRESS/LENGTH, such as 192.0.2.2/24 or 2001:db8::2/64".to_owned());
+    }
+    t.parse::<Cidr>().map_err(|e| e.to_string())
+}
+
+/// A service for `loopstack tun --serve`: `echo:PORT` (TCP and UDP echo) or `http:PORT`
+/// ("Hello, Loopback!").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// TCP and UDP echo on this port.
+    Echo(u16),
+    /// The HTTP server on this port.
+    Http(u16),
+}
+
+/// Parses `echo:PORT` or `http:PORT`, PORT from 1 to 65535.
+pub fn service(s: &str) -> Result<Service, String> {
+    let usage = || "expected echo:PORT or http:PORT, PORT from 1 to 65535".to_owned();
+    let (kind, port) = s.trim().split_once(':').ok_or_else(usage)?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(usage)?;
+    match kind {
+        "echo" => Ok(Service::Echo(port)),
+        "http" => Ok(Service::Http(port)),
+        _ => Err(usage()),
+    }
+}
+
+/// An MTU: 68 (IPv4's minimum, RFC 791) to 65535 (the largest a TUN device takes).
+pub fn mtu(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(m) if (68..=65535).contains(&m) => Ok(m),
+        _ => Err("expected an MTU from 68 to 65535".to_owned()),
+    }
+}
+
+/// An `http://` URL with an IP literal for a host (see [`HttpUrl`]).
+pub fn url(s: &str) -> Result<HttpUrl, String> {
+    s.trim().parse::<HttpUrl>().map_err(|e| e.why.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +202,27 @@ mod tests {
         for bad in ["", "index.html", "/a b", "/a\r\nX: y", "/é"] {
             assert!(http_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tun_values_parse_or_say_why() {
+        assert_eq!(cidr("192.0.2.2/24").unwrap().to_string(), "192.0.2.2/24");
+        assert_eq!(cidr("2001:db8::2/64").unwrap().prefix_len(), 64);
+        for bad in ["192.0.2.2", "192.0.2.2/33", "2001:db8::2/129", "x/24", ""] {
+            assert!(cidr(bad).is_err(), "{bad}");
+        }
+        assert_eq!(service("echo:7"), Ok(Service::Echo(7)));
+        assert_eq!(service("http:8080"), Ok(Service::Http(8080)));
+        for bad in ["echo", "echo:0", "echo:70000", "ftp:21", "http:", ":80"] {
+            assert!(service(bad).is_err(), "{bad}");
+        }
+        assert_eq!(mtu("1500"), Ok(1500));
+        assert_eq!(mtu("68"), Ok(68));
+        assert_eq!(mtu("65535"), Ok(65535));
+        for bad in ["67", "65536", "0", "-1", "big"] {
+            assert!(mtu(bad).is_err(), "{bad}");
+        }
+        assert!(url("http://192.0.2.1:8000/f").is_ok());
+        assert!(url("http://localhost/").is_err());
     }
 }

@@ -654,27 +654,7 @@ fn counters<O: Write, T: Write, P: Write + Send + 'static>(
             .interfaces()
             .render_ip_addr(Some("lo"), &|id| lo.filter(|_| id == InterfaceId::LOOPBACK))
             .expect("lo exists");
-        let ip = s.ip().stats();
-        let transport = s.transport();
-        let mut snmp = String::new();
-        let mut snmp6 = String::new();
-        let rendered = [
-            ip.render_snmp(),
-            transport.tcp.stats().render_snmp(),
-            transport.udp.stats().render_snmp(),
-            ip.render_snmp6(),
-        ];
-        for line in rendered.iter().flat_map(|r| r.lines()) {
-            // `/proc/net/snmp` lines are `Group: ...`; `/proc/net/snmp6` ones `Name value`,
-            // of which only the non-zero are shown, as `nstat` shows them.
-            if line.contains(':') {
-                snmp.push_str(line);
-                snmp.push('\n');
-            } else if line.split_whitespace().last() != Some("0") {
-                snmp6.push_str(line);
-                snmp6.push('\n');
-            }
-        }
+        let crate::netstat::Mib { snmp, snmp6 } = crate::netstat::mib(s);
         let mut sockets = ss_row(
             "Netid",
             "State",
