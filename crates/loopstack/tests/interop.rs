@@ -304,18 +304,29 @@ impl Stack {
     }
 
     /// SIGTERMs it, asserts it exits 0 after printing its counters, and returns its stdout.
-    fn stop(mut self) -> String {
+    fn stop(self) -> String {
+        self.stop_with("TERM")
+    }
+
+    /// Sends it SIG`signal` (INT or TERM), asserts it exits 0 after printing its counters,
+    /// and returns its stdout.
+    fn stop_with(mut self, signal: &str) -> String {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
         let status = wait_for(&mut self.child, Duration::from_secs(20));
         let stdout = self.stdout.lock().unwrap().clone();
         let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
         assert_eq!(
             status.map(|s| s.code()),
             Some(Some(0)),
-            "loopstack tun did not exit 0 on SIGTERM\nstdout: {stdout}\nstderr: {stderr}"
+            "loopstack tun did not exit 0 on SIG{signal}\nstdout: {stdout}\nstderr: {stderr}"
         );
-        assert!(stdout.contains("SIGTERM: stopping"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("SIG{signal}: stopping")),
+            "{stdout}"
+        );
         // The counters: both interfaces with their link counters, and the MIB.
         assert!(stdout.contains("$ ip -s addr"), "{stdout}");
         assert!(stdout.contains("tun0:"), "{stdout}");
@@ -487,7 +498,8 @@ fn curl_gets_hello_over_ipv4_and_ipv6_and_the_capture_is_clean() {
     // Pings too, so the capture holds ICMP and ICMPv6 as well.
     ns.run_ok(&["ping", "-c", "1", "-W", "2", STACK_V4]);
     ns.run_ok(&["ping", "-6", "-c", "1", "-W", "2", STACK_V6]);
-    let stdout = stack.stop();
+    // Ctrl-C stops it as SIGTERM does.
+    let stdout = stack.stop_with("INT");
     assert!(stdout.contains("capture: "), "{stdout}");
     check_capture(&pcap);
 }
@@ -780,6 +792,19 @@ fn bad_input_and_missing_permissions_exit_2_with_one_line() {
         ),
         "not permitted",
     );
+    // No TUN driver: /dev/net hidden behind an empty mount, in a mount namespace of its own.
+    let (code, stderr) = tun_status(
+        &ns,
+        &[
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /dev/net && exec \"$0\" \"$@\"",
+        ],
+        &tun_args("tun9"),
+    );
+    one_line((code, stderr), "/dev/net/tun");
     // A name in use: by another interface (lo), and by another loopstack.
     one_line(tun_status(&ns, &[], &tun_args("lo")), "in use");
     let first = Stack::start(&ns, &[]);
