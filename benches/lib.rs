@@ -5,6 +5,8 @@
 
 use loopstack_buf::{PacketBuf, PacketPool, PoolConfig};
 
+pub mod sidebyside;
+
 /// A pool with the default layout.
 pub fn default_pool() -> PacketPool {
     PacketPool::new(PoolConfig::default()).expect("the default pool config is valid")

@@ -20,18 +20,26 @@
 //! own. It needs root and `/dev/net/tun`; where they are missing the tests say so in one
 //! line and pass, unless `LOOPSTACK_REQUIRE_INTEROP=1` is set, as `.ci/run` sets it.
 //!
+//! `cargo xtask bench [--quick]` runs the side-by-side benchmarks (loopstack in poll and
+//! blocking mode, smoltcp, the kernel's `lo`) and writes their table, with each scenario's
+//! peak memory, into docs/benchmarks.md (see `bench.rs`).
+//!
 //! `cargo xtask soak` runs the TCP loss suite (`crates/loopstack-socket/tests/tcp_loss.rs`)
 //! with many more seeds than CI does, optimised: 2000 seeds per sweep, 8000 transfers of
 //! 1 MiB each way with up to 10% drop, duplication, reordering and corruption, plus 2000
 //! at 30% drop.
 
 use std::process::{Command, ExitCode};
+
+mod bench;
 use std::time::Instant;
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: cargo xtask <command>\n\ncommands:\n  ci       run every check CI runs\n  \
          interop  the kernel's ping, curl and nc against `loopstack tun` (root)\n  \
+         bench    loopstack, smoltcp and the kernel side by side; writes docs/benchmarks.md\n  \
+         \x20        (--quick: a rough table in under two minutes)\n  \
          soak     the TCP loss suite with thousands of seeds (release build)"
     );
     ExitCode::from(2)
@@ -189,6 +197,8 @@ fn main() -> ExitCode {
         Some("ci") if args.len() == 1 => run(CI),
         Some("soak") if args.len() == 1 => run(SOAK),
         Some("interop") if args.len() == 1 => run(INTEROP),
+        Some("bench") if args.len() == 1 => bench::run(false),
+        Some("bench") if args.len() == 2 && args[1] == "--quick" => bench::run(true),
         _ => usage(),
     }
 }

@@ -130,7 +130,13 @@ impl From<PoolError> for Error {
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
-        io::Error::new(e.kind(), e)
+        match e {
+            // The one error a non-blocking socket returns in its steady state (nothing to
+            // read, no room to write, a timeout): a bare kind, which allocates nothing,
+            // where `io::Error::new` would box the message on every call.
+            Error::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
+            e => io::Error::new(e.kind(), e),
+        }
     }
 }
 

@@ -1,0 +1,46 @@
+//! A non-blocking socket that finds nothing to do returns `WouldBlock` without allocating:
+//! an event loop polls its sockets far more often than they have data, so that error is its
+//! steady state. (std's sockets allocate nothing for it either.)
+//!
+//! One test per file, so that no other test allocates while this one counts.
+
+use std::io::{ErrorKind, Read};
+
+use loopstack_socket::{Net, TcpListener, TcpStream, UdpSocket};
+use loopstack_testkit::{allocations_during, CountingAllocator};
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+#[test]
+fn would_block_allocates_nothing() {
+    let net = Net::new().unwrap();
+    let udp = UdpSocket::bind(&net, "127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let listener = TcpListener::bind(&net, "[::1]:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mut client = TcpStream::connect(&net, listener.local_addr().unwrap()).unwrap();
+    client.set_nonblocking(true).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut try_all = || {
+        let e = udp.recv_from(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+        let e = client.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+        let e = listener.accept().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    };
+    for _ in 0..10 {
+        try_all();
+    }
+    assert_eq!(
+        allocations_during(|| {
+            for _ in 0..100 {
+                try_all();
+            }
+        }),
+        0
+    );
+    drop(server);
+}

@@ -1,0 +1,387 @@
+//! `cargo xtask bench [--quick]`: runs the side-by-side benchmarks (benches/side_by_side.rs),
+//! measures each scenario's peak memory in a process of its own, and writes the tables into
+//! docs/benchmarks.md between the markers `<!-- sidebyside:begin -->` and
+//! `<!-- sidebyside:end -->`.
+//!
+//! The medians come from criterion's own files (`target/criterion/**/new/estimates.json`), so
+//! the table is exactly what criterion measured. `--quick` runs each benchmark for about a
+//! second instead of eight: a rough table in under two minutes once the benches are built.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use serde_json::Value;
+
+const BEGIN: &str = "<!-- sidebyside:begin -->";
+const END: &str = "<!-- sidebyside:end -->";
+
+/// The implementations, in column order, as the benchmark names them.
+const IMPLS: [&str; 4] = ["loopstack-poll", "smoltcp", "kernel", "loopstack-blocking"];
+
+/// The scenarios, in row order: criterion group prefix, what the row says, and whether the
+/// figure is a rate (higher is better) or a time (lower is better).
+const SCENARIOS: [(&str, &str, Kind); 5] = [
+    ("tcp_bulk", "TCP bulk, 64 KiB writes and reads", Kind::Bytes),
+    ("tcp_rtt_1B", "TCP ping-pong, 1 byte", Kind::Time),
+    ("tcp_rtt_64B", "TCP ping-pong, 64 bytes", Kind::Time),
+    ("udp_rtt_64B", "UDP ping-pong, 64 bytes", Kind::Time),
+    (
+        "udp_oneway_64B",
+        "UDP one way, 64-byte datagrams",
+        Kind::Elements,
+    ),
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// GB/s.
+    Bytes,
+    /// µs per round trip.
+    Time,
+    /// Million datagrams per second.
+    Elements,
+}
+
+/// One benchmark's result: the median time per iteration, and the throughput per iteration.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    median_ns: f64,
+    per_iter: f64,
+}
+
+impl Measured {
+    /// The figure the table shows for `kind`.
+    fn figure(self, kind: Kind) -> f64 {
+        match kind {
+            Kind::Bytes => self.per_iter / self.median_ns, // bytes per ns = GB/s
+            Kind::Time => self.median_ns / 1000.0,         // µs
+            Kind::Elements => self.per_iter / self.median_ns * 1000.0, // M per s
+        }
+    }
+}
+
+pub fn run(quick: bool) -> ExitCode {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let root = workspace_root();
+    let criterion_dir = root.join("target/criterion");
+    // Old results of groups that no longer run must not leak into the table.
+    for (prefix, _, _) in SCENARIOS {
+        for entry in std::fs::read_dir(&criterion_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix) || name == "memcpy" {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let mut bench = Command::new(&cargo);
+    bench.args([
+        "bench",
+        "-p",
+        "loopstack-benches",
+        "--bench",
+        "sidebyside",
+        "--",
+    ]);
+    if quick {
+        bench.args([
+            "--warm-up-time",
+            "0.3",
+            "--measurement-time",
+            "0.7",
+            "--sample-size",
+            "10",
+        ]);
+    }
+    let command = if quick {
+        "cargo xtask bench --quick"
+    } else {
+        "cargo xtask bench"
+    };
+    eprintln!("==> {command}: the side-by-side benchmarks");
+    if !bench.status().is_ok_and(|s| s.success()) {
+        eprintln!("==> the benchmarks failed");
+        return ExitCode::FAILURE;
+    }
+    let results = match read_criterion(&criterion_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("==> cannot read criterion's results: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("==> peak memory, one process per scenario");
+    let peaks = match peak_memory(&cargo) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("==> peak memory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let section = render(&results, &peaks, quick, command);
+    let doc = root.join("docs/benchmarks.md");
+    let text = std::fs::read_to_string(&doc).unwrap_or_default();
+    let updated = match (text.find(BEGIN), text.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{section}{}", &text[..b], &text[e + END.len()..])
+        }
+        _ => format!("{text}\n{section}\n"),
+    };
+    if let Err(e) = std::fs::write(&doc, updated) {
+        eprintln!("==> cannot write {}: {e}", doc.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{section}");
+    eprintln!("==> wrote {}", doc.display());
+    ExitCode::SUCCESS
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask's manifest is <root>/xtask/Cargo.toml.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Every `new/benchmark.json` under `dir`, by full id (`tcp_bulk/v4/smoltcp`).
+fn read_criterion(dir: &Path) -> Result<BTreeMap<String, Measured>, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.ends_with("new/benchmark.json") {
+                let new = path.parent().unwrap_or(&d);
+                let bench = read_json(&path)?;
+                let estimates = read_json(&new.join("estimates.json"))?;
+                let id = bench["full_id"].as_str().unwrap_or_default().to_owned();
+                let median_ns = estimates["median"]["point_estimate"]
+                    .as_f64()
+                    .ok_or("no median in estimates.json")?;
+                let throughput = &bench["throughput"];
+                let per_iter = throughput["Bytes"]
+                    .as_f64()
+                    .or_else(|| throughput["Elements"].as_f64())
+                    .unwrap_or(1.0);
+                out.insert(
+                    id,
+                    Measured {
+                        median_ns,
+                        per_iter,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Peak resident memory in KiB by `scenario/family/impl`, each run alone by the
+/// `sidebyside-peak` binary.
+fn peak_memory(cargo: &str) -> Result<BTreeMap<String, u64>, String> {
+    let built = Command::new(cargo)
+        .args([
+            "build",
+            "--profile",
+            "bench",
+            "-p",
+            "loopstack-benches",
+            "--bin",
+            "sidebyside-peak",
+        ])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !built.success() {
+        return Err("cannot build sidebyside-peak".into());
+    }
+    let bin = workspace_root().join("target/release/sidebyside-peak");
+    let mut out = BTreeMap::new();
+    for (scenario, _, _) in SCENARIOS {
+        for family in ["v4", "v6"] {
+            for imp in IMPLS {
+                let o = Command::new(&bin)
+                    .args([imp, scenario, family])
+                    .output()
+                    .map_err(|e| format!("{}: {e}", bin.display()))?;
+                let text = String::from_utf8_lossy(&o.stdout);
+                let kib = text
+                    .trim()
+                    .strip_prefix("peak_kib=")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "{imp} {scenario} {family}: {}",
+                            String::from_utf8_lossy(&o.stderr)
+                        )
+                    })?;
+                out.insert(format!("{scenario}/{family}/{imp}"), kib);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The machine, as one line: CPU model, cores, memory, kernel.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown CPU", str::trim)
+        .to_owned();
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map_or(0.0, |k| k / 1024.0 / 1024.0);
+    format!(
+        "{model}, {cores} cores, {mem_gib:.0} GiB, {}",
+        command_output("uname", &["-sr"])
+    )
+}
+
+fn render(
+    results: &BTreeMap<String, Measured>,
+    peaks: &BTreeMap<String, u64>,
+    quick: bool,
+    command: &str,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{BEGIN}");
+    let _ = writeln!(
+        s,
+        "## Side by side: loopstack, smoltcp and the kernel's `lo`\n"
+    );
+    let _ = writeln!(
+        s,
+        "Written by `{command}`{}. Medians of criterion's estimates; every implementation ran \
+         the same scenario in the same run (benches/side_by_side.rs, scenarios in \
+         benches/sidebyside/).\n",
+        if quick {
+            " (quick: about a second per benchmark, so rough)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(s, "- **Machine:** {}", machine());
+    let _ = writeln!(
+        s,
+        "- **Toolchain:** {}",
+        command_output("rustc", &["--version"])
+    );
+    let _ = writeln!(s, "- **Command:** `{command}`");
+    let _ = writeln!(
+        s,
+        "- **Date:** {}",
+        command_output("date", &["-u", "+%Y-%m-%d"])
+    );
+    let memcpy = results.get("memcpy/64KiB").map(|m| m.figure(Kind::Bytes));
+    if let Some(gbs) = memcpy {
+        let _ = writeln!(
+            s,
+            "- **Physical limit:** memcpy of 64 KiB blocks in cache: {gbs:.1} GB/s (a stack \
+             that copies each byte in and out can reach at most half)"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nGB/s for bulk, µs per round trip for ping-pong, million datagrams per second one \
+         way. Ratios are loopstack's figure over the peer's: above 1 is better for rates, \
+         below 1 is better for times.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| scenario | family | loopstack poll | smoltcp | kernel `lo` | loopstack blocking | poll / smoltcp | blocking / kernel |"
+    );
+    let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (prefix, label, kind) in SCENARIOS {
+        for family in ["v4", "v6"] {
+            let get = |imp: &str| {
+                results
+                    .get(&format!("{prefix}/{family}/{imp}"))
+                    .map(|m| m.figure(kind))
+            };
+            let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), fmt3);
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "-".to_owned(),
+            };
+            let v: Vec<Option<f64>> = IMPLS.iter().map(|i| get(i)).collect();
+            let _ = writeln!(
+                s,
+                "| {label} | {family} | {} | {} | {} | {} | {} | {} |",
+                cell(v[0]),
+                cell(v[1]),
+                cell(v[2]),
+                cell(v[3]),
+                ratio(v[0], v[1]),
+                ratio(v[3], v[2]),
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nPeak resident memory of each scenario, in MiB, each run alone in a process of its \
+         own (`sidebyside-peak`, 200 iterations after warm-up; binary and libraries \
+         included):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| scenario | family | loopstack poll | smoltcp | kernel `lo` | loopstack blocking |"
+    );
+    let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: |");
+    for (prefix, label, _) in SCENARIOS {
+        for family in ["v4", "v6"] {
+            let cells: Vec<String> = IMPLS
+                .iter()
+                .map(|i| {
+                    peaks
+                        .get(&format!("{prefix}/{family}/{i}"))
+                        .map_or_else(|| "-".to_owned(), |k| format!("{:.1}", *k as f64 / 1024.0))
+                })
+                .collect();
+            let _ = writeln!(s, "| {label} | {family} | {} |", cells.join(" | "));
+        }
+    }
+    let _ = write!(s, "{END}");
+    s
+}
+
+/// Three significant figures, as a table wants them.
+fn fmt3(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
