@@ -12,13 +12,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use loopstack::echo::{self, EchoReport};
 use loopstack::http;
-use loopstack::socket::{Net, Stack, TcpListener, UdpSocket};
+use loopstack::socket::{Net, TcpListener, UdpSocket};
 
-use crate::setup::{describe_faults, Capture, Lo, SharedFaults};
+use crate::setup::{End, Lo};
 
 /// `loopstack echo`'s options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,61 +53,12 @@ enum Failure {
 }
 
 impl Failure {
-    /// Reports the failure on stderr, then what the faults did and where the capture went
-    /// (whatever was captured up to the failure is worth keeping). Bad input stays one
-    /// line: the capture is flushed without a word.
+    /// Reports the failure (see [`End::fail`]) and returns the exit status.
     fn exit(self, end: &End) -> ExitCode {
         match self {
-            Failure::Usage(msg) => {
-                eprintln!("loopstack: {msg}");
-                if let Some(c) = &end.capture {
-                    let _ = c.finish();
-                }
-                ExitCode::from(2)
-            }
-            Failure::Failed(msg) => {
-                eprintln!("loopstack: {msg}");
-                end.report(&mut io::stderr());
-                ExitCode::FAILURE
-            }
+            Failure::Usage(msg) => end.fail(2, msg),
+            Failure::Failed(msg) => end.fail(1, msg),
         }
-    }
-}
-
-/// What is left of `lo` once the stack is running: the handles for the closing lines.
-struct End {
-    capture: Option<Capture>,
-    faults: Option<SharedFaults>,
-    delay: Duration,
-}
-
-impl End {
-    /// The stack to run, and what to report about its `lo` once it has run.
-    fn split(lo: Lo) -> (Stack, End) {
-        let Lo {
-            stack,
-            capture,
-            faults,
-            delay,
-        } = lo;
-        (
-            stack,
-            End {
-                capture,
-                faults,
-                delay,
-            },
-        )
-    }
-
-    /// Writes what the faults did and where the capture went. False if the capture could
-    /// not be written.
-    fn report(&self, out: &mut dyn Write) -> bool {
-        let stats = self.faults.as_ref().map(|f| f.lock().fault_stats());
-        if let Some(line) = describe_faults("lo", stats.as_ref(), self.delay) {
-            let _ = writeln!(out, "{line}");
-        }
-        self.capture.as_ref().is_none_or(|c| c.report(out))
     }
 }
 

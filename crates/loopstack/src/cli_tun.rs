@@ -36,7 +36,7 @@ use loopstack::internet::Cidr;
 use loopstack::link::{Device, Tun, TunConfig};
 use loopstack::socket::{Net, TcpListener, TcpStream, UdpSocket};
 
-use crate::setup::{describe_faults, wrap, Capture, LinkOptions, Lo, SharedFaults, Side};
+use crate::setup::{wrap, End, LinkOptions, Lo, Side};
 use crate::values::Service;
 
 /// `loopstack tun`'s options.
@@ -139,10 +139,8 @@ pub fn run(link: &LinkOptions, options: &TunOptions) -> ExitCode {
         Err(e) => return fail(2, e),
     };
     let end = End {
-        name: name.clone(),
+        links: vec![("lo".to_owned(), lo_faults), (name.clone(), tun_faults)],
         capture,
-        lo_faults,
-        tun_faults,
         delay,
     };
 
@@ -401,44 +399,6 @@ fn get(
             format!("{url}: the server answered {} {}", d.status, d.reason),
         ),
         Err(e) => end.fail(1, format!("GET {url} failed: {e}")),
-    }
-}
-
-// ---------------------------------------------------------------------- the end
-
-/// What is reported when the command ends: the faults and the capture.
-struct End {
-    name: String,
-    capture: Option<Capture>,
-    lo_faults: Option<SharedFaults>,
-    tun_faults: Option<SharedFaults>,
-    delay: Duration,
-}
-
-impl End {
-    /// The faults on each link and where the capture went; false if it could not be written.
-    fn report(&self, out: &mut dyn Write) -> bool {
-        for (link, faults) in [
-            ("lo", &self.lo_faults),
-            (self.name.as_str(), &self.tun_faults),
-        ] {
-            let stats = faults.as_ref().map(|f| f.lock().fault_stats());
-            if let Some(line) = describe_faults(link, stats.as_ref(), self.delay) {
-                let _ = writeln!(out, "{line}");
-            }
-        }
-        self.capture.as_ref().is_none_or(|c| c.report(out))
-    }
-
-    /// Fails with `status`, keeping whatever was captured.
-    fn fail(&self, status: u8, message: impl std::fmt::Display) -> ExitCode {
-        eprintln!("loopstack: {message}");
-        if status != 2 {
-            self.report(&mut io::stderr());
-        } else if let Some(c) = &self.capture {
-            let _ = c.finish();
-        }
-        ExitCode::from(status)
     }
 }
 

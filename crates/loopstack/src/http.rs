@@ -141,6 +141,40 @@ pub fn get(
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
     };
+    let mut conn = request(
+        net,
+        addr,
+        &host,
+        &format!("{host}:{}", addr.port()),
+        path,
+        "",
+        verbose,
+    )?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw)?;
+    let response = parse(&raw)?;
+    narrate_head(
+        verbose,
+        response.status,
+        &response.reason,
+        &response.headers,
+    )?;
+    writeln!(verbose, "* Closing connection")?;
+    Ok(response)
+}
+
+/// Connects to `addr` and sends `GET target`, narrating as `curl -v` does: `host` names
+/// the server in the narration, `authority` goes in the `Host` header, and `extra` holds
+/// further header lines, each ending in CRLF.
+fn request(
+    net: &Net,
+    addr: SocketAddr,
+    host: &str,
+    authority: &str,
+    target: &str,
+    extra: &str,
+    verbose: &mut dyn Write,
+) -> Result<TcpStream, HttpError> {
     writeln!(verbose, "*   Trying {addr}...")?;
     let mut conn = TcpStream::connect(net, addr)?;
     writeln!(
@@ -150,8 +184,7 @@ pub fn get(
         addr.port()
     )?;
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: loopstack/{}\r\nAccept: */*\r\n\r\n",
-        addr.port(),
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: loopstack/{}\r\nAccept: */*\r\n{extra}\r\n",
         env!("CARGO_PKG_VERSION")
     );
     for line in request.split("\r\n").take_while(|l| !l.is_empty()) {
@@ -159,20 +192,21 @@ pub fn get(
     }
     writeln!(verbose, ">")?;
     conn.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw)?;
-    let response = parse(&raw)?;
-    writeln!(
-        verbose,
-        "< HTTP/1.1 {} {}",
-        response.status, response.reason
-    )?;
-    for (name, value) in &response.headers {
+    Ok(conn)
+}
+
+/// The response head as `curl -v` shows it.
+fn narrate_head(
+    verbose: &mut dyn Write,
+    status: u16,
+    reason: &str,
+    headers: &[(String, String)],
+) -> io::Result<()> {
+    writeln!(verbose, "< HTTP/1.1 {status} {reason}")?;
+    for (name, value) in headers {
         writeln!(verbose, "< {name}: {value}")?;
     }
-    writeln!(verbose, "<")?;
-    writeln!(verbose, "* Closing connection")?;
-    Ok(response)
+    writeln!(verbose, "<")
 }
 
 /// Parses a whole response (the server closed after it).
@@ -331,30 +365,18 @@ pub fn download(
     idle: Duration,
     verbose: &mut dyn Write,
 ) -> Result<Download, HttpError> {
-    writeln!(verbose, "*   Trying {}...", url.addr)?;
-    let mut conn = TcpStream::connect(net, url.addr)?;
-    conn.set_read_timeout(Some(idle))?;
-    writeln!(
-        verbose,
-        "* Connected to {} ({}) port {}",
-        url.authority,
-        url.addr.ip(),
-        url.addr.port()
-    )?;
     // `Connection: close`: one request, and the server may end a body of unknown length
     // by closing (RFC 9112 9.6).
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: loopstack/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        url.target,
-        url.authority,
-        env!("CARGO_PKG_VERSION")
-    );
-    for line in request.split("\r\n").take_while(|l| !l.is_empty()) {
-        writeln!(verbose, "> {line}")?;
-    }
-    writeln!(verbose, ">")?;
-    conn.write_all(request.as_bytes())?;
-
+    let conn = request(
+        net,
+        url.addr,
+        &url.authority,
+        &url.authority,
+        &url.target,
+        "Connection: close\r\n",
+        verbose,
+    )?;
+    conn.set_read_timeout(Some(idle))?;
     let mut reader = BodyReader::new(conn);
     let head = reader.head()?;
     let Head {
@@ -362,11 +384,7 @@ pub fn download(
         reason,
         headers,
     } = parse_head(&head)?;
-    writeln!(verbose, "< HTTP/1.1 {status} {reason}")?;
-    for (name, value) in &headers {
-        writeln!(verbose, "< {name}: {value}")?;
-    }
-    writeln!(verbose, "<")?;
+    narrate_head(verbose, status, &reason, &headers)?;
     let header = |name: &str| {
         headers
             .iter()

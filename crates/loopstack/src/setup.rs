@@ -19,6 +19,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -227,6 +228,62 @@ pub fn describe_faults(link: &str, random: Option<&FaultStats>, delay: Duration)
         (Some(r), Some(d)) => Some(format!("faults on {link}: {r}; {d}")),
         (Some(x), None) | (None, Some(x)) => Some(format!("faults on {link}: {x}")),
         (None, None) => None,
+    }
+}
+
+// ---------------------------------------------------------------------- the closing lines
+
+/// What a command reports about its links when it ends: what the faults on each link did,
+/// and where the capture went.
+pub struct End {
+    /// Each link's name and its random faults, if any were on.
+    pub links: Vec<(String, Option<SharedFaults>)>,
+    /// The capture, if `--pcap` was given.
+    pub capture: Option<Capture>,
+    /// How long every packet was held (zero: not at all).
+    pub delay: Duration,
+}
+
+impl End {
+    /// The stack to run on `lo`, and what to report about `lo` once it has run.
+    pub fn split(lo: Lo) -> (Stack, End) {
+        let Lo {
+            stack,
+            capture,
+            faults,
+            delay,
+        } = lo;
+        let end = End {
+            links: vec![("lo".to_owned(), faults)],
+            capture,
+            delay,
+        };
+        (stack, end)
+    }
+
+    /// Writes what the faults did on each link and where the capture went. False if the
+    /// capture could not be written.
+    pub fn report(&self, out: &mut dyn Write) -> bool {
+        for (link, faults) in &self.links {
+            let stats = faults.as_ref().map(|f| f.lock().fault_stats());
+            if let Some(line) = describe_faults(link, stats.as_ref(), self.delay) {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        self.capture.as_ref().is_none_or(|c| c.report(out))
+    }
+
+    /// Reports a failure on stderr and returns `status`. Bad input (status 2) stays one
+    /// line, the capture flushed without a word; any other failure is followed by what the
+    /// faults did and where the capture went (what was captured up to it is worth keeping).
+    pub fn fail(&self, status: u8, message: impl std::fmt::Display) -> ExitCode {
+        eprintln!("loopstack: {message}");
+        if status != 2 {
+            self.report(&mut io::stderr());
+        } else if let Some(c) = &self.capture {
+            let _ = c.finish();
+        }
+        ExitCode::from(status)
     }
 }
 
