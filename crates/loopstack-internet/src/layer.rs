@@ -22,6 +22,7 @@ use loopstack_link::{DeviceCapabilities, Instant, TxError};
 use thiserror::Error;
 
 use crate::addr::{self, Cidr, Martian};
+use crate::checksum;
 use crate::frag::{self, DropReason, FragResult, Reassembler, ReassemblyConfig};
 use crate::icmp::{self, IcmpError, IcmpMessage, QuotedPacket, RateLimiter};
 use crate::iface::{IfaceError, InterfaceId, InterfaceKind, InterfaceTable};
@@ -132,6 +133,17 @@ pub struct EchoReply {
     pub rtt: Option<Duration>,
 }
 
+/// Where a partial transport checksum sits in a packet about to go out.
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    /// The transport message's first byte (the IP header's length).
+    start: usize,
+    /// The checksum field, from `start`.
+    field: usize,
+    /// The transport protocol (UDP maps a computed zero to all-ones).
+    protocol: u8,
+}
+
 /// How to send one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SendOptions {
@@ -142,6 +154,12 @@ pub struct SendOptions {
     /// Set the IPv4 Don't Fragment bit: fail with [`SendError::MessageTooLong`] rather than
     /// fragment (TCP does this for path MTU discovery, RFC 1191).
     pub dont_fragment: bool,
+    /// The transport checksum is partial: its field, this many bytes into the message,
+    /// holds only the pseudo-header's sum ([`checksum::partial`]). The IP layer finishes it
+    /// ([`checksum::complete`]) unless the device it sends on offloads transmit checksums
+    /// (`lo`, which nothing can damage), as Linux finishes `CHECKSUM_PARTIAL` packets for
+    /// devices without `NETIF_F_HW_CSUM`. `None`: the message is complete as it is.
+    pub checksum_at: Option<usize>,
 }
 
 /// Why a packet could not be sent. The packet is dropped and the failure counted.
@@ -518,7 +536,12 @@ impl Internet {
             _ => return Err(SendError::AddrNotAvailable(src)),
         };
         header.map_err(|_| SendError::NoHeadroom)?;
-        self.output(now, &decision, packet, links)
+        let partial = options.checksum_at.map(|field| Partial {
+            start: if v6 { 40 } else { 20 },
+            field,
+            protocol,
+        });
+        self.output_partial(now, &decision, packet, partial, links)
     }
 
     /// Sends a complete IP packet (an echo reply, an ICMP error) to `dst`, routed afresh.
@@ -556,6 +579,18 @@ impl Internet {
         packet: PacketBuf,
         links: &mut L,
     ) -> Result<(), SendError> {
+        self.output_partial(now, decision, packet, None, links)
+    }
+
+    /// [`output`](Self::output) of a packet whose transport checksum may be partial.
+    fn output_partial<L: Links>(
+        &mut self,
+        now: Instant,
+        decision: &RouteDecision,
+        mut packet: PacketBuf,
+        partial: Option<Partial>,
+        links: &mut L,
+    ) -> Result<(), SendError> {
         let v6 = packet.first().is_some_and(|b| b >> 4 == 6);
         // Traffic to one of our own addresses goes round through `lo`, as on Linux, even if
         // the address belongs to another interface.
@@ -573,9 +608,18 @@ impl Internet {
             self.count_out_discard(v6);
             return Err(SendError::Martian(m));
         }
-        let mtu = links
-            .capabilities(out)
-            .map_or(iface.mtu(), |c| c.mtu.min(iface.mtu()));
+        let caps = links.capabilities(out);
+        let mtu = caps.map_or(iface.mtu(), |c| c.mtu.min(iface.mtu()));
+        if let Some(p) = partial {
+            // Finished here unless the device vouches for the packet. Always before
+            // fragmenting: the receiver reassembles and then verifies the whole message.
+            let offloaded = caps.is_some_and(|c| c.checksum_offload.tx);
+            if !offloaded || packet.len() > mtu {
+                if let Some(message) = packet.as_mut_slice().get_mut(p.start..) {
+                    checksum::complete(message, p.field, p.protocol);
+                }
+            }
+        }
         if packet.len() > mtu {
             return self.fragment(now, out, mtu, packet, links);
         }

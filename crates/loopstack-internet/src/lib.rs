@@ -19,6 +19,7 @@
 //! Read `docs/internet.md` for the walk of one ping through these modules.
 
 pub mod addr;
+pub mod checksum;
 pub mod frag;
 pub mod icmp;
 pub mod iface;

@@ -540,12 +540,13 @@ impl Udp {
         header[2..4].copy_from_slice(&dst.port().to_be_bytes());
         // `message_len` <= 65535 by the size check above.
         header[4..6].copy_from_slice(&(message_len as u16).to_be_bytes());
-        // The checksum is always filled in, even on a device that offloads it: this is a
-        // teaching stack, and every packet in a capture should verify. It is optional over
-        // IPv4 (RFC 768) but RFC 1122 4.1.3.4 says it MUST be on by default, and IPv6
-        // requires it (RFC 8200 8.1). The field is zero (from `prepend`) while summing.
-        let sum = checksum::compute(src, dst.ip(), proto::UDP, packet.as_slice());
-        packet.as_mut_slice()[6..8].copy_from_slice(&sum);
+        // The checksum is optional over IPv4 (RFC 768) but RFC 1122 4.1.3.4 says it MUST be
+        // on by default, and IPv6 requires it (RFC 8200 8.1). Only the pseudo-header's sum is
+        // written here: the IP layer finishes it (`checksum_at`) unless the device offloads
+        // it, so every packet that a capture sees or a TUN carries verifies, and `lo` skips
+        // summing the payload, as Linux's loopback does.
+        let partial = checksum::partial(src, dst.ip(), proto::UDP, message_len);
+        packet.as_mut_slice()[6..8].copy_from_slice(&partial);
         let path = Path {
             dst: dst.ip(),
             decision,
@@ -554,6 +555,7 @@ impl Udp {
             src: Some(src),
             ttl: None,
             dont_fragment: false,
+            checksum_at: Some(6),
         };
         match ip.send_routed(now, packet, path, proto::UDP, options, links) {
             Ok(()) => {

@@ -1006,8 +1006,8 @@ impl Tcp {
 }
 
 /// Builds the packet for one segment: header, payload copied from the send buffer by
-/// `fill`, and the checksum, always computed (the device may skip verifying it, but a
-/// capture must show it right).
+/// `fill`, and the partial checksum (the pseudo-header's sum), which the IP layer finishes
+/// unless the device offloads it ([`SendOptions::checksum_at`]).
 fn build_segment(
     pool: &PacketPool,
     local: SocketAddr,
@@ -1024,8 +1024,8 @@ fn build_segment(
     let bytes = &mut packet.tailroom_mut()[..len];
     out.header.write(&mut bytes[..header_len]);
     fill(&mut bytes[header_len..]);
-    let sum = checksum::compute(local.ip(), remote.ip(), proto::TCP, bytes);
-    bytes[16..18].copy_from_slice(&sum);
+    let partial = checksum::partial(local.ip(), remote.ip(), proto::TCP, len);
+    bytes[16..18].copy_from_slice(&partial);
     packet
         .commit_tailroom(len)
         .map_err(|_| Error::MessageTooLong {
@@ -1049,6 +1049,7 @@ fn send_down<L: Links>(
         ttl: None,
         // TCP does path MTU discovery (RFC 1191): never fragment its segments.
         dont_fragment: true,
+        checksum_at: Some(16),
     };
     ip.send_routed(
         now,
