@@ -77,8 +77,20 @@ impl Cidr {
 
     /// Whether `addr` lies in this prefix (always false across address families).
     pub fn contains(&self, addr: IpAddr) -> bool {
-        addr.is_ipv6() == self.addr.is_ipv6()
-            && mask(addr, self.prefix_len) == mask(self.addr, self.prefix_len)
+        // The bits that differ, under the prefix's mask: on every received packet (is the
+        // destination ours?), so done on integers rather than through `mask`.
+        let len = u32::from(self.prefix_len);
+        match (self.addr, addr) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let m = u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
+                (u32::from(n) ^ u32::from(a)) & m == 0
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let m = u128::MAX.checked_shl(128 - len.min(128)).unwrap_or(0);
+                (u128::from(n) ^ u128::from(a)) & m == 0
+            }
+            _ => false,
+        }
     }
 
     /// The IPv4 directed broadcast address of the prefix (all host bits set), if IPv4 and
