@@ -367,6 +367,10 @@ impl Internet {
     /// with Time Exceeded (code 1) when their first fragment had arrived (RFC 792, RFC 8200
     /// 4.5).
     pub fn poll<L: Links>(&mut self, now: Instant, links: &mut L) {
+        // Called on every stack poll, and almost always with nothing held for reassembly.
+        if self.poll_at().is_none_or(|t| t > now) {
+            return;
+        }
         // Expiries are rare; collecting them first keeps the borrow of each reassembler short.
         let mut firsts = Vec::new();
         let expired4 = self.reasm4.poll(now, &mut |e| firsts.extend(e.first));

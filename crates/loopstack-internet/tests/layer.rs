@@ -670,7 +670,8 @@ fn forwarding_a_dont_fragment_packet_over_a_small_link_answers_frag_needed() {
 fn sent_headers_match_etherparse() {
     let pool = pool();
     let mut a = Host::wired(&pool, "192.0.2.1/24", 1500);
-    a.ip.add_address(InterfaceId(2), cidr("2001:db8::1/64")).unwrap();
+    a.ip.add_address(InterfaceId(2), cidr("2001:db8::1/64"))
+        .unwrap();
     for (dst, df, ttl) in [
         ("192.0.2.2", false, None),
         ("192.0.2.2", true, Some(7)),
@@ -709,7 +710,10 @@ fn sent_headers_match_etherparse() {
                 payload_length: 16,
                 next_header: etherparse::IpNumber(17),
                 hop_limit: ttl,
-                source: "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                source: "2001:db8::1"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
                 destination: d.octets(),
             }
             .to_bytes()
