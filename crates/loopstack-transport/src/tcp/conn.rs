@@ -1222,10 +1222,10 @@ impl Connection {
 
     /// The earliest time [`on_timer`](Self::on_timer) has work.
     pub fn poll_at(&self) -> Option<Instant> {
-        [self.rto_at, self.persist_at, self.linger_until, self.ack_at]
-            .into_iter()
-            .flatten()
-            .min()
+        Instant::earliest(
+            Instant::earliest(self.rto_at, self.persist_at),
+            Instant::earliest(self.linger_until, self.ack_at),
+        )
     }
 
     /// Runs the timers due at `now`.

@@ -882,13 +882,13 @@ impl Tcp {
 
     /// The earliest time a connection has timer work.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .filter_map(|s| match &s.sock {
-                Some(Sock::Conn(c)) => c.conn.poll_at(),
-                _ => None,
-            })
-            .min()
+        let mut next = None;
+        for s in &self.slots {
+            if let Some(Sock::Conn(c)) = &s.sock {
+                next = Instant::earliest(next, c.conn.poll_at());
+            }
+        }
+        next
     }
 
     /// Runs the timers due at `now`, then sends what they and everything else produced.
