@@ -13,6 +13,11 @@
 //! buffers of [`SOCKET_BUFFER`] (64 KiB) instead of the default 1 MiB: the same size the
 //! poll-mode implementations use. The kernel's cannot be set through `std::net` and stay
 //! autotuned. UDP keeps the default receive queue, which is Linux's default size.
+//!
+//! Waiting calls busy-poll for up to 50 µs before they sleep (`Net::set_busy_poll`, the
+//! default, left as it is): that is how loopstack's blocking sockets behave out of the box.
+//! The kernel's loopback has no such setting for `lo` (`SO_BUSY_POLL` applies to NIC
+//! queues), so its threads sleep and are woken for every message.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};

@@ -27,9 +27,10 @@
 //!   `rmem_default`) and `lo`'s default ring (1000 packets). A burst is sent in rounds that
 //!   fit all three, so nothing is dropped whatever `n` is; [`BURST`](super::BURST) = 32
 //!   datagrams of 64 bytes is one round.
-//! - Everything else is the stack's default: `lo` MTU 65536, the default pool, checksums
-//!   computed in software on send (loopstack always writes them) and skipped on receive
-//!   (`lo` offloads them). smoltcp's loopback skips them both ways.
+//! - Everything else is the stack's default: `lo` MTU 65536, the default pool, transport
+//!   checksums offloaded both ways on `lo` (a partial checksum on send, no verification on
+//!   receive; a capture or a fault injector on `lo` turns that off). smoltcp's loopback
+//!   skips them both ways.
 //!
 //! Every buffer is made by the constructor; once warm, an iteration allocates nothing
 //! (`tests/zero_alloc_poll.rs` counts).

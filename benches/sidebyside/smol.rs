@@ -17,8 +17,9 @@
 //!   also zeroes it) and frees it when the packet has been received. loopstack's `lo` recycles
 //!   pooled buffers instead.
 //! - **[`Loopback`] declares checksums `ignored`**, so smoltcp neither computes nor verifies
-//!   IPv4, TCP or UDP checksums on it. loopstack always computes them (its captures must be
-//!   right), so smoltcp is spared a pass over every payload that loopstack pays.
+//!   IPv4, TCP or UDP checksums on it. loopstack's `lo` offloads them the same way, as
+//!   Linux's does: only the pseudo-header's sum is written on send, nothing is verified on
+//!   receive, and the IPv4 header checksum (20 bytes) is still computed.
 //!
 //! One thing the harness controls on this side of the API: where the bulk scenario's
 //! application buffers sit relative to the socket rings they are copied to and from (see
