@@ -12,7 +12,7 @@ use loopstack_internet::iface::{InterfaceId, InterfaceKind};
 use loopstack_internet::layer::{
     Delivery, Internet, InternetConfig, Links, SendError, SendOptions,
 };
-use loopstack_internet::route::{Route, RouteError};
+use loopstack_internet::route::{Route, RouteError, RouteKind};
 use loopstack_internet::Cidr;
 use loopstack_link::{
     ChecksumOffload, Device, DeviceCapabilities, Instant, Loopback, Medium, TxError,
@@ -722,4 +722,44 @@ fn sent_headers_match_etherparse() {
         assert_eq!(&out[..expected.len()], &expected[..], "{dst}");
         assert_eq!(&out[expected.len()..], payload);
     }
+}
+
+/// The route cache never answers differently from the tables: a route added after a
+/// lookup, and an address added after one, are seen by the next lookup.
+#[test]
+fn route_cache_follows_route_and_address_changes() {
+    let pool = pool();
+    let mut h = Host::wired(&pool, "192.0.2.1/24", 1500);
+    let dst = ip("198.51.100.7");
+    assert!(h.ip.route(dst).is_err(), "no route yet");
+    h.ip.routes_mut()
+        .add(Route::via(
+            cidr("198.51.100.0/24"),
+            ip("192.0.2.254"),
+            InterfaceId(2),
+        ))
+        .unwrap();
+    let first = h.ip.route(dst).unwrap();
+    assert_eq!(first.next_hop, ip("192.0.2.254"));
+    assert_eq!(h.ip.route(dst).unwrap(), first, "a repeated lookup agrees");
+    // A more specific route wins from the next lookup on.
+    h.ip.routes_mut()
+        .add(Route::via(
+            cidr("198.51.100.7/32"),
+            ip("192.0.2.253"),
+            InterfaceId(2),
+        ))
+        .unwrap();
+    assert_eq!(h.ip.route(dst).unwrap().next_hop, ip("192.0.2.253"));
+    // A destination that becomes one of our addresses is local from the next lookup on.
+    let other = ip("198.51.100.9");
+    let before = h.ip.route(other).unwrap();
+    assert_eq!(
+        (before.src, before.kind),
+        (ip("192.0.2.1"), RouteKind::Unicast)
+    );
+    h.ip.add_address(InterfaceId(2), cidr("198.51.100.9/32"))
+        .unwrap();
+    let after = h.ip.route(other).unwrap();
+    assert_eq!((after.src, after.kind), (other, RouteKind::Local));
 }
