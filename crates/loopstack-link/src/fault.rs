@@ -471,15 +471,10 @@ impl<D: Device> Device for FaultInjector<D> {
 
     fn poll_at(&self) -> Option<Instant> {
         let ready = (!self.rx_ready.is_empty()).then_some(Instant::ZERO);
-        [
-            self.inner.poll_at(),
-            self.tx.next_due(),
-            self.rx.next_due(),
-            ready,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        Instant::earliest(
+            Instant::earliest(self.inner.poll_at(), self.tx.next_due()),
+            Instant::earliest(self.rx.next_due(), ready),
+        )
     }
 }
 
