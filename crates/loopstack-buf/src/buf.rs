@@ -16,107 +16,171 @@ use crate::pool::{Inner, PacketPool};
 /// Dropping the handle returns the storage to its pool, from any thread. Bytes exposed by
 /// [`prepend`](Self::prepend) and [`append`](Self::append) are zeroed first, so no byte of an
 /// earlier packet can leak into a new one (and captures stay reproducible).
+///
+/// The handle is one pointer wide: the window and the way home live in the buffer's slot,
+/// which the pool allocated once, with the buffer. A packet is moved by value at every layer
+/// boundary (into the ring, out of it, into a socket queue), and an 8-byte move is one
+/// register. The 48-byte handle this replaced was copied through memory at each of them,
+/// and reading those copies back stalled on store forwarding (docs/benchmarks.md).
 pub struct PacketBuf {
+    /// Always `Some` until `drop` hands the slot back to the pool. `Option<Box<_>>` is one
+    /// pointer wide (`None` is the null pointer), and taking the box out in `drop` needs
+    /// neither `unsafe` nor a placeholder allocation.
+    slot: Option<Box<Slot>>,
+}
+
+/// One buffer of the pool and, while it is out, the window of the packet in it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// Headroom + capacity bytes, allocated when the pool was built.
     storage: Box<[u8]>,
     start: usize,
     end: usize,
     class: usize,
-    pool: Arc<Inner>,
+    /// The pool, held only while the buffer is out: a free buffer holding its pool would
+    /// keep the pool alive for ever (the pool holds its free buffers).
+    pool: Option<Arc<Inner>>,
+}
+
+impl Slot {
+    /// A free slot of `size` bytes in size class `class`.
+    pub(crate) fn new(class: usize, size: usize) -> Box<Self> {
+        Box::new(Slot {
+            storage: vec![0u8; size].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            class,
+            pool: None,
+        })
+    }
+
+    /// The size class the slot belongs to.
+    pub(crate) fn class(&self) -> usize {
+        self.class
+    }
 }
 
 impl PacketBuf {
-    pub(crate) fn new(pool: Arc<Inner>, class: usize, storage: Box<[u8]>) -> Self {
-        let start = pool.headroom;
-        PacketBuf {
-            storage,
-            start,
-            end: start,
-            class,
-            pool,
-        }
+    /// Hands out `slot`, just taken from `pool`'s free list, as an empty packet with the
+    /// pool's headroom in front of it.
+    pub(crate) fn new(pool: Arc<Inner>, mut slot: Box<Slot>) -> Self {
+        let start = pool.headroom.min(slot.storage.len());
+        slot.start = start;
+        slot.end = start;
+        slot.pool = Some(pool);
+        PacketBuf { slot: Some(slot) }
+    }
+
+    #[inline]
+    fn slot(&self) -> &Slot {
+        // Taken out only by `drop`, after which no method can run.
+        self.slot.as_deref().expect("a live PacketBuf has its slot")
+    }
+
+    #[inline]
+    fn slot_mut(&mut self) -> &mut Slot {
+        self.slot
+            .as_deref_mut()
+            .expect("a live PacketBuf has its slot")
+    }
+
+    #[inline]
+    fn inner(&self) -> &Arc<Inner> {
+        self.slot()
+            .pool
+            .as_ref()
+            .expect("a slot that is out holds its pool")
     }
 
     /// Length of the packet in bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        self.end - self.start
+        let s = self.slot();
+        s.end - s.start
     }
 
     /// Whether the packet has no bytes.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.end == self.start
+        let s = self.slot();
+        s.end == s.start
     }
 
     /// The packet's bytes.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
-        &self.storage[self.start..self.end]
+        let s = self.slot();
+        &s.storage[s.start..s.end]
     }
 
     /// The packet's bytes, writable (a layer fixing up a checksum, a fault injector flipping
     /// a bit).
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.end]
+        let s = self.slot_mut();
+        &mut s.storage[s.start..s.end]
     }
 
     /// Free bytes in front of the packet.
     #[inline]
     pub fn headroom(&self) -> usize {
-        self.start
+        self.slot().start
     }
 
     /// Free bytes behind the packet.
     #[inline]
     pub fn tailroom(&self) -> usize {
-        self.storage.len() - self.end
+        let s = self.slot();
+        s.storage.len() - s.end
     }
 
     /// Size of the underlying storage: headroom + packet + tailroom.
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.storage.len()
+        self.slot().storage.len()
     }
 
     /// Grows the packet by `n` bytes at the front, in the headroom, and returns them (zeroed)
     /// for the caller to write a header into.
     pub fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
-        if n > self.start {
+        let s = self.slot_mut();
+        if n > s.start {
             return Err(BufError::NoHeadroom {
                 needed: n,
-                available: self.start,
+                available: s.start,
             });
         }
-        self.start -= n;
-        let front = &mut self.storage[self.start..self.start + n];
+        s.start -= n;
+        let front = &mut s.storage[s.start..s.start + n];
         front.fill(0);
         Ok(front)
     }
 
     /// Prepends a copy of `bytes` (a header already serialised elsewhere).
     pub fn prepend_slice(&mut self, bytes: &[u8]) -> Result<(), BufError> {
-        if bytes.len() > self.start {
+        let s = self.slot_mut();
+        if bytes.len() > s.start {
             return Err(BufError::NoHeadroom {
                 needed: bytes.len(),
-                available: self.start,
+                available: s.start,
             });
         }
-        self.start -= bytes.len();
-        self.storage[self.start..self.start + bytes.len()].copy_from_slice(bytes);
+        s.start -= bytes.len();
+        s.storage[s.start..s.start + bytes.len()].copy_from_slice(bytes);
         Ok(())
     }
 
     /// Removes `n` bytes from the front of the packet (a header the layer has consumed). The
     /// bytes become headroom again.
     pub fn strip_front(&mut self, n: usize) -> Result<(), BufError> {
-        if n > self.len() {
+        let s = self.slot_mut();
+        if n > s.end - s.start {
             return Err(BufError::TooShort {
                 needed: n,
-                len: self.len(),
+                len: s.end - s.start,
             });
         }
-        self.start += n;
+        s.start += n;
         Ok(())
     }
 
@@ -128,49 +192,55 @@ impl PacketBuf {
     /// Only meaningful right after a strip of at least `n` bytes: otherwise the bytes are
     /// whatever the headroom holds (zeroes, or an older header).
     pub fn unstrip_front(&mut self, n: usize) -> Result<(), BufError> {
-        if n > self.start {
+        let s = self.slot_mut();
+        if n > s.start {
             return Err(BufError::NoHeadroom {
                 needed: n,
-                available: self.start,
+                available: s.start,
             });
         }
-        self.start -= n;
+        s.start -= n;
         Ok(())
     }
 
     /// Shortens the packet to `len` bytes, keeping the front (an IP layer dropping link
     /// padding past the IP total length). Does nothing if the packet is already that short.
     pub fn truncate(&mut self, len: usize) {
-        if len < self.len() {
-            self.end = self.start + len;
+        let s = self.slot_mut();
+        if len < s.end - s.start {
+            s.end = s.start + len;
         }
     }
 
     /// Grows the packet by `n` zeroed bytes at the back and returns them.
     pub fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
-        if n > self.tailroom() {
+        let s = self.slot_mut();
+        let tailroom = s.storage.len() - s.end;
+        if n > tailroom {
             return Err(BufError::NoTailroom {
                 needed: n,
-                available: self.tailroom(),
+                available: tailroom,
             });
         }
-        let old_end = self.end;
-        self.end += n;
-        let back = &mut self.storage[old_end..self.end];
+        let old_end = s.end;
+        s.end += n;
+        let back = &mut s.storage[old_end..s.end];
         back.fill(0);
         Ok(back)
     }
 
     /// Appends a copy of `bytes` at the back of the packet.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), BufError> {
-        if bytes.len() > self.tailroom() {
+        let s = self.slot_mut();
+        let tailroom = s.storage.len() - s.end;
+        if bytes.len() > tailroom {
             return Err(BufError::NoTailroom {
                 needed: bytes.len(),
-                available: self.tailroom(),
+                available: tailroom,
             });
         }
-        self.storage[self.end..self.end + bytes.len()].copy_from_slice(bytes);
-        self.end += bytes.len();
+        s.storage[s.end..s.end + bytes.len()].copy_from_slice(bytes);
+        s.end += bytes.len();
         Ok(())
     }
 
@@ -178,60 +248,65 @@ impl PacketBuf {
     /// contents are unspecified; call [`commit_tailroom`](Self::commit_tailroom) with the
     /// number of bytes written to make them part of the packet.
     pub fn tailroom_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.end..]
+        let s = self.slot_mut();
+        &mut s.storage[s.end..]
     }
 
     /// Makes the first `n` bytes of the tailroom part of the packet (after a device wrote
     /// them through [`tailroom_mut`](Self::tailroom_mut)).
     pub fn commit_tailroom(&mut self, n: usize) -> Result<(), BufError> {
-        if n > self.tailroom() {
+        let s = self.slot_mut();
+        let tailroom = s.storage.len() - s.end;
+        if n > tailroom {
             return Err(BufError::NoTailroom {
                 needed: n,
-                available: self.tailroom(),
+                available: tailroom,
             });
         }
-        self.end += n;
+        s.end += n;
         Ok(())
     }
 
     /// Empties the packet and restores the pool's full headroom, for reuse of the buffer.
     pub fn clear(&mut self) {
-        self.start = self.pool.headroom.min(self.storage.len());
-        self.end = self.start;
+        let headroom = self.inner().headroom;
+        let s = self.slot_mut();
+        s.start = headroom.min(s.storage.len());
+        s.end = s.start;
     }
 
     /// A second buffer from the same pool and class holding a copy of this packet at the same
     /// offset (so it has the same headroom). Used to duplicate packets, which is rare: every
     /// ordinary path moves the handle instead.
     pub fn try_clone(&self) -> Result<PacketBuf, PoolError> {
-        let pool = self.pool();
-        let mut storage = pool.take_class(self.class)?;
-        storage[self.start..self.end].copy_from_slice(self.as_slice());
-        Ok(PacketBuf {
-            storage,
-            start: self.start,
-            end: self.end,
-            class: self.class,
-            pool: Arc::clone(&self.pool),
-        })
+        let s = self.slot();
+        let inner = self.inner();
+        let mut copy = PacketBuf::new(Arc::clone(inner), inner.take(s.class)?);
+        let c = copy.slot_mut();
+        c.start = s.start;
+        c.end = s.end;
+        c.storage[s.start..s.end].copy_from_slice(&s.storage[s.start..s.end]);
+        Ok(copy)
     }
 
     /// A handle to the pool this buffer belongs to (and will return to).
     pub fn pool(&self) -> PacketPool {
-        PacketPool::from_inner(Arc::clone(&self.pool))
+        PacketPool::from_inner(Arc::clone(self.inner()))
     }
 
     /// Whether this buffer came from `pool`.
     pub fn is_from(&self, pool: &PacketPool) -> bool {
-        Arc::ptr_eq(&self.pool, pool.inner())
+        Arc::ptr_eq(self.inner(), pool.inner())
     }
 }
 
 impl Drop for PacketBuf {
     fn drop(&mut self) {
-        // `Box<[u8]>::default()` is an empty slice: taking the storage allocates nothing.
-        let storage = std::mem::take(&mut self.storage);
-        self.pool.release(self.class, storage);
+        if let Some(mut slot) = self.slot.take() {
+            if let Some(pool) = slot.pool.take() {
+                pool.release(slot);
+            }
+        }
     }
 }
 
@@ -269,7 +344,7 @@ impl fmt::Debug for PacketBuf {
             .field("len", &self.len())
             .field("headroom", &self.headroom())
             .field("tailroom", &self.tailroom())
-            .field("class", &self.class)
+            .field("class", &self.slot().class)
             .finish()
     }
 }
@@ -428,6 +503,19 @@ mod tests {
         // The class has two buffers: a third copy is refused, not allocated.
         assert!(matches!(a.try_clone(), Err(PoolError::Exhausted { .. })));
         assert!(a.is_from(&p));
+    }
+
+    #[test]
+    fn a_handle_is_one_pointer_wide() {
+        // Packets are moved by value at every layer boundary; a one-word move is a register.
+        assert_eq!(std::mem::size_of::<PacketBuf>(), std::mem::size_of::<usize>());
+        // `None` of the inner `Option` is the null pointer, so an `Option<PacketBuf>` (what
+        // a device's `receive` returns) needs a tag word: two words, still returned in two
+        // registers by the x86-64 and AArch64 calling conventions.
+        assert_eq!(
+            std::mem::size_of::<Option<PacketBuf>>(),
+            2 * std::mem::size_of::<usize>()
+        );
     }
 
     #[test]

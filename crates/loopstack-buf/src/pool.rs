@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::buf::PacketBuf;
+use crate::buf::{PacketBuf, Slot};
 use crate::error::{ConfigError, PoolError};
 
 /// One size class: `count` buffers that each hold a packet of up to `capacity` bytes (the
@@ -129,7 +129,10 @@ struct FreeList {
     /// Free buffers. Used as a stack (LIFO): the buffer freed last is the one handed out next,
     /// and it is the one most likely to still be in the CPU cache. Its capacity is reserved
     /// for every buffer of the class up front, so pushing never reallocates.
-    free: Vec<Box<[u8]>>,
+    // Boxed on purpose: the box is what a `PacketBuf` owns while the buffer is out, so taking
+    // and releasing a buffer moves one pointer, not the slot's fields.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Slot>>,
     high_water: usize,
     exhausted: u64,
     allocated: u64,
@@ -165,13 +168,13 @@ pub(crate) struct Inner {
 impl Inner {
     /// Gives a buffer's storage back to its class. Called from `PacketBuf::drop`, on whatever
     /// thread the last owner of the packet runs.
-    pub(crate) fn release(&self, class: usize, storage: Box<[u8]>) {
-        let mut list = self.classes[class].lock();
-        debug_assert!(list.free.len() < self.classes[class].count);
-        list.free.push(storage);
+    pub(crate) fn release(&self, slot: Box<Slot>) {
+        let mut list = self.classes[slot.class()].lock();
+        debug_assert!(list.free.len() < self.classes[slot.class()].count);
+        list.free.push(slot);
     }
 
-    fn take(&self, class: usize) -> Result<Box<[u8]>, PoolError> {
+    pub(crate) fn take(&self, class: usize) -> Result<Box<Slot>, PoolError> {
         let c = &self.classes[class];
         let mut list = c.lock();
         match list.free.pop() {
@@ -221,10 +224,11 @@ impl PacketPool {
         let classes = config
             .classes
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(class, c)| {
                 let size = c.capacity + config.headroom;
                 let mut free = Vec::with_capacity(c.count);
-                free.extend((0..c.count).map(|_| vec![0u8; size].into_boxed_slice()));
+                free.extend((0..c.count).map(|_| Slot::new(class, size)));
                 Class {
                     capacity: c.capacity,
                     count: c.count,
@@ -251,8 +255,8 @@ impl PacketPool {
     /// never starve full-size ones.
     pub fn alloc(&self, len: usize) -> Result<PacketBuf, PoolError> {
         let class = self.inner.class_for(len)?;
-        let storage = self.inner.take(class)?;
-        Ok(PacketBuf::new(Arc::clone(&self.inner), class, storage))
+        let slot = self.inner.take(class)?;
+        Ok(PacketBuf::new(Arc::clone(&self.inner), slot))
     }
 
     /// A buffer holding a copy of `bytes`: the one copy in that a packet's life starts with.
@@ -302,10 +306,6 @@ impl PacketPool {
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         PacketPool { inner }
-    }
-
-    pub(crate) fn take_class(&self, class: usize) -> Result<Box<[u8]>, PoolError> {
-        self.inner.take(class)
     }
 }
 
