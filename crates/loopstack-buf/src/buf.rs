@@ -508,7 +508,10 @@ mod tests {
     #[test]
     fn a_handle_is_one_pointer_wide() {
         // Packets are moved by value at every layer boundary; a one-word move is a register.
-        assert_eq!(std::mem::size_of::<PacketBuf>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<PacketBuf>(),
+            std::mem::size_of::<usize>()
+        );
         // `None` of the inner `Option` is the null pointer, so an `Option<PacketBuf>` (what
         // a device's `receive` returns) needs a tag word: two words, still returned in two
         // registers by the x86-64 and AArch64 calling conventions.
