@@ -142,6 +142,9 @@ impl PacketBuf {
 
     /// Grows the packet by `n` bytes at the front, in the headroom, and returns them (zeroed)
     /// for the caller to write a header into.
+    // Inlined so that the zeroing of a header whose size the caller knows (8, 20, 40 bytes)
+    // becomes a few stores instead of a call to `memset`.
+    #[inline]
     pub fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
         let s = self.slot_mut();
         if n > s.start {

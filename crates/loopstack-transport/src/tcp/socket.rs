@@ -906,7 +906,11 @@ impl Tcp {
                 self.mark_dirty(i as u32);
             }
         }
-        self.dispatch(now, ip, links);
+        // Most polls find nothing to send (always, on a stack that only carries UDP); the
+        // check saves dispatch's bookkeeping, which was 5% of a UDP round trip.
+        if self.has_output() {
+            self.dispatch(now, ip, links);
+        }
     }
 
     /// Whether any connection has output waiting for [`dispatch`](Self::dispatch).
