@@ -141,7 +141,7 @@ pub fn run(quick: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     // xtask's manifest is <root>/xtask/Cargo.toml.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -191,22 +191,7 @@ fn read_json(path: &Path) -> Result<Value, String> {
 /// Peak resident memory in KiB by `scenario/family/impl`, each run alone by the
 /// `sidebyside-peak` binary.
 fn peak_memory(cargo: &str) -> Result<BTreeMap<String, u64>, String> {
-    let built = Command::new(cargo)
-        .args([
-            "build",
-            "--profile",
-            "bench",
-            "-p",
-            "loopstack-benches",
-            "--bin",
-            "sidebyside-peak",
-        ])
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !built.success() {
-        return Err("cannot build sidebyside-peak".into());
-    }
-    let bin = workspace_root().join("target/release/sidebyside-peak");
+    let bin = build_runner(cargo)?;
     let mut out = BTreeMap::new();
     for (scenario, _, _) in SCENARIOS {
         for family in ["v4", "v6"] {
@@ -233,7 +218,28 @@ fn peak_memory(cargo: &str) -> Result<BTreeMap<String, u64>, String> {
     Ok(out)
 }
 
-fn command_output(program: &str, args: &[&str]) -> String {
+/// Builds `sidebyside-peak`, which runs one scenario a given number of times in a process
+/// of its own, with the bench profile, and returns its path.
+pub fn build_runner(cargo: &str) -> Result<PathBuf, String> {
+    let built = Command::new(cargo)
+        .args([
+            "build",
+            "--profile",
+            "bench",
+            "-p",
+            "loopstack-benches",
+            "--bin",
+            "sidebyside-peak",
+        ])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !built.success() {
+        return Err("cannot build sidebyside-peak".into());
+    }
+    Ok(workspace_root().join("target/release/sidebyside-peak"))
+}
+
+pub fn command_output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
@@ -243,7 +249,7 @@ fn command_output(program: &str, args: &[&str]) -> String {
 }
 
 /// The machine, as one line: CPU model, cores, memory, kernel.
-fn machine() -> String {
+pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

@@ -24,6 +24,10 @@
 //! blocking mode, smoltcp, the kernel's `lo`) and writes their table, with each scenario's
 //! peak memory, into docs/benchmarks.md (see `bench.rs`).
 //!
+//! `cargo xtask icount` counts the instructions per operation of loopstack (poll mode) and
+//! smoltcp in each side-by-side scenario under callgrind, split by layer, and writes that
+//! table into docs/benchmarks.md (see `icount.rs`). It needs valgrind.
+//!
 //! `cargo xtask soak` runs the TCP loss suite (`crates/loopstack-socket/tests/tcp_loss.rs`)
 //! with many more seeds than CI does, optimised: 2000 seeds per sweep, 8000 transfers of
 //! 1 MiB each way with up to 10% drop, duplication, reordering and corruption, plus 2000
@@ -32,6 +36,7 @@
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod icount;
 use std::time::Instant;
 
 fn usage() -> ExitCode {
@@ -40,6 +45,8 @@ fn usage() -> ExitCode {
          interop  the kernel's ping, curl and nc against `loopstack tun` (root)\n  \
          bench    loopstack, smoltcp and the kernel side by side; writes docs/benchmarks.md\n  \
          \x20        (--quick: a rough table in under two minutes)\n  \
+         icount   instructions per operation by layer, loopstack and smoltcp, under\n  \
+         \x20        callgrind; writes docs/benchmarks.md (needs valgrind)\n  \
          soak     the TCP loss suite with thousands of seeds (release build)"
     );
     ExitCode::from(2)
@@ -199,6 +206,7 @@ fn main() -> ExitCode {
         Some("interop") if args.len() == 1 => run(INTEROP),
         Some("bench") if args.len() == 1 => bench::run(false),
         Some("bench") if args.len() == 2 && args[1] == "--quick" => bench::run(true),
+        Some("icount") if args.len() == 1 => icount::run(),
         _ => usage(),
     }
 }
