@@ -124,15 +124,20 @@ pub fn run(quick: bool) -> ExitCode {
         }
     };
     let section = render(&results, &peaks, quick, command);
-    let doc = root.join("docs/benchmarks.md");
-    let text = std::fs::read_to_string(&doc).unwrap_or_default();
-    let updated = match (text.find(BEGIN), text.find(END)) {
+    write_section(&root.join("docs/benchmarks.md"), BEGIN, END, &section)
+}
+
+/// Replaces the part of `doc` from `begin` to `end` (markers included; `section` carries
+/// them) with `section`, or appends `section` if the markers are missing; prints it.
+pub fn write_section(doc: &Path, begin: &str, end: &str, section: &str) -> ExitCode {
+    let text = std::fs::read_to_string(doc).unwrap_or_default();
+    let updated = match (text.find(begin), text.find(end)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{section}{}", &text[..b], &text[e + END.len()..])
+            format!("{}{section}{}", &text[..b], &text[e + end.len()..])
         }
         _ => format!("{text}\n{section}\n"),
     };
-    if let Err(e) = std::fs::write(&doc, updated) {
+    if let Err(e) = std::fs::write(doc, updated) {
         eprintln!("==> cannot write {}: {e}", doc.display());
         return ExitCode::FAILURE;
     }

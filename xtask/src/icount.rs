@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use crate::bench::{build_runner, command_output, machine, workspace_root};
+use crate::bench::{build_runner, command_output, machine, workspace_root, write_section};
 
 const BEGIN: &str = "<!-- icount:begin -->";
 const END: &str = "<!-- icount:end -->";
@@ -214,21 +214,7 @@ pub fn run() -> ExitCode {
         }
     }
     let section = render(&results);
-    let doc = root.join("docs/benchmarks.md");
-    let text = std::fs::read_to_string(&doc).unwrap_or_default();
-    let updated = match (text.find(BEGIN), text.find(END)) {
-        (Some(b), Some(e)) if b < e => {
-            format!("{}{section}{}", &text[..b], &text[e + END.len()..])
-        }
-        _ => format!("{text}\n{section}\n"),
-    };
-    if let Err(e) = std::fs::write(&doc, updated) {
-        eprintln!("==> cannot write {}: {e}", doc.display());
-        return ExitCode::FAILURE;
-    }
-    println!("{section}");
-    eprintln!("==> wrote {}", doc.display());
-    ExitCode::SUCCESS
+    write_section(&root.join("docs/benchmarks.md"), BEGIN, END, &section)
 }
 
 fn render(results: &BTreeMap<(&str, &str), PerOp>) -> String {
