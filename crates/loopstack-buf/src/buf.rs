@@ -58,6 +58,18 @@ impl Slot {
     pub(crate) fn class(&self) -> usize {
         self.class
     }
+
+    /// Bytes in the window.
+    #[inline]
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Free bytes behind the window.
+    #[inline]
+    fn tailroom(&self) -> usize {
+        self.storage.len() - self.end
+    }
 }
 
 impl PacketBuf {
@@ -95,8 +107,7 @@ impl PacketBuf {
     /// Length of the packet in bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        let s = self.slot();
-        s.end - s.start
+        self.slot().len()
     }
 
     /// Whether the packet has no bytes.
@@ -130,8 +141,7 @@ impl PacketBuf {
     /// Free bytes behind the packet.
     #[inline]
     pub fn tailroom(&self) -> usize {
-        let s = self.slot();
-        s.storage.len() - s.end
+        self.slot().tailroom()
     }
 
     /// Size of the underlying storage: headroom + packet + tailroom.
@@ -177,10 +187,10 @@ impl PacketBuf {
     /// bytes become headroom again.
     pub fn strip_front(&mut self, n: usize) -> Result<(), BufError> {
         let s = self.slot_mut();
-        if n > s.end - s.start {
+        if n > s.len() {
             return Err(BufError::TooShort {
                 needed: n,
-                len: s.end - s.start,
+                len: s.len(),
             });
         }
         s.start += n;
@@ -210,7 +220,7 @@ impl PacketBuf {
     /// padding past the IP total length). Does nothing if the packet is already that short.
     pub fn truncate(&mut self, len: usize) {
         let s = self.slot_mut();
-        if len < s.end - s.start {
+        if len < s.len() {
             s.end = s.start + len;
         }
     }
@@ -218,7 +228,7 @@ impl PacketBuf {
     /// Grows the packet by `n` zeroed bytes at the back and returns them.
     pub fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
         let s = self.slot_mut();
-        let tailroom = s.storage.len() - s.end;
+        let tailroom = s.tailroom();
         if n > tailroom {
             return Err(BufError::NoTailroom {
                 needed: n,
@@ -235,7 +245,7 @@ impl PacketBuf {
     /// Appends a copy of `bytes` at the back of the packet.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<(), BufError> {
         let s = self.slot_mut();
-        let tailroom = s.storage.len() - s.end;
+        let tailroom = s.tailroom();
         if bytes.len() > tailroom {
             return Err(BufError::NoTailroom {
                 needed: bytes.len(),
@@ -259,7 +269,7 @@ impl PacketBuf {
     /// them through [`tailroom_mut`](Self::tailroom_mut)).
     pub fn commit_tailroom(&mut self, n: usize) -> Result<(), BufError> {
         let s = self.slot_mut();
-        let tailroom = s.storage.len() - s.end;
+        let tailroom = s.tailroom();
         if n > tailroom {
             return Err(BufError::NoTailroom {
                 needed: n,
