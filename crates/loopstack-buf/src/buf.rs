@@ -1,7 +1,7 @@
 //! The packet handle: a window `start..end` onto one pooled buffer.
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
+use std::ops::{Deref, DerefMut, Range};
 use std::sync::Arc;
 
 use crate::error::{BufError, PoolError};
@@ -40,6 +40,32 @@ pub(crate) struct Slot {
     /// The pool, held only while the buffer is out: a free buffer holding its pool would
     /// keep the pool alive for ever (the pool holds its free buffers).
     pool: Option<Arc<Inner>>,
+    /// Shared, read-only bytes that follow the window, if a layer attached some
+    /// ([`PacketBuf::attach`]). Always `None` while the slot is free.
+    frag: Option<Frag>,
+}
+
+/// Bytes owned elsewhere that a packet carries after the bytes in its own buffer: TCP's
+/// payload, shared with the send queue that must keep it until it is acknowledged.
+///
+/// Linux calls these paged fragments of an `skb`. The block is reference counted and never
+/// written while shared: its owner writes into it only when `Arc::get_mut` says no packet
+/// holds it any more, which is what lets the sharing stay free of `unsafe`.
+#[derive(Debug, Clone)]
+struct Frag {
+    block: Arc<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Frag {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.block[self.start..self.end]
+    }
 }
 
 impl Slot {
@@ -51,6 +77,7 @@ impl Slot {
             end: 0,
             class,
             pool: None,
+            frag: None,
         })
     }
 
@@ -59,16 +86,27 @@ impl Slot {
         self.class
     }
 
-    /// Bytes in the window.
+    /// Bytes in the window (the attached fragment not included).
     #[inline]
     fn len(&self) -> usize {
         self.end - self.start
     }
 
-    /// Free bytes behind the window.
+    /// Free bytes behind the window; none while a fragment follows it, since bytes written
+    /// there would land in front of the fragment's.
     #[inline]
     fn tailroom(&self) -> usize {
-        self.storage.len() - self.end
+        if self.frag.is_some() {
+            0
+        } else {
+            self.storage.len() - self.end
+        }
+    }
+
+    /// Length of the attached fragment, 0 if there is none.
+    #[inline]
+    fn frag_len(&self) -> usize {
+        self.frag.as_ref().map_or(0, Frag::len)
     }
 }
 
@@ -104,32 +142,121 @@ impl PacketBuf {
             .expect("a slot that is out holds its pool")
     }
 
-    /// Length of the packet in bytes.
+    /// Length of the packet in bytes, the [attached fragment](Self::attach) included.
     #[inline]
     pub fn len(&self) -> usize {
-        self.slot().len()
+        let s = self.slot();
+        s.len() + s.frag_len()
     }
 
     /// Whether the packet has no bytes.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        let s = self.slot();
-        s.end == s.start
+        self.len() == 0
     }
 
-    /// The packet's bytes.
+    /// The packet's bytes in its own buffer: all of them, unless a fragment is
+    /// [attached](Self::attach), whose bytes ([`frag`](Self::frag)) follow these.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
         let s = self.slot();
         &s.storage[s.start..s.end]
     }
 
-    /// The packet's bytes, writable (a layer fixing up a checksum, a fault injector flipping
-    /// a bit).
+    /// The bytes of [`as_slice`](Self::as_slice), writable (a layer fixing up a checksum, a
+    /// fault injector flipping a bit).
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let s = self.slot_mut();
         &mut s.storage[s.start..s.end]
+    }
+
+    /// Whether all the packet's bytes are in its own buffer, that is whether
+    /// [`as_slice`](Self::as_slice) is the whole packet.
+    #[inline]
+    pub fn is_linear(&self) -> bool {
+        self.slot().frag.is_none()
+    }
+
+    /// The bytes of the attached fragment, which follow [`as_slice`](Self::as_slice); empty
+    /// if there is none.
+    #[inline]
+    pub fn frag(&self) -> &[u8] {
+        self.slot().frag.as_ref().map_or(&[], Frag::bytes)
+    }
+
+    /// Attaches `block[range]` behind the packet's bytes without copying it: the packet then
+    /// holds a reference to `block`, which its owner must not write until every packet
+    /// holding it is gone (`Arc::get_mut` tells). An empty range attaches nothing.
+    ///
+    /// Only devices that declare scatter-gather carry such a packet as it is; the internet
+    /// layer copies it into one buffer ([`linearize`](Self::linearize)) for any other.
+    ///
+    /// # Errors
+    /// [`BufError::FragmentRefused`] if a fragment is already attached or `range` is not
+    /// inside `block`; the packet is unchanged.
+    pub fn attach(&mut self, block: &Arc<[u8]>, range: Range<usize>) -> Result<(), BufError> {
+        let s = self.slot_mut();
+        if s.frag.is_some() || range.start > range.end || range.end > block.len() {
+            return Err(BufError::FragmentRefused);
+        }
+        if !range.is_empty() {
+            s.frag = Some(Frag {
+                block: Arc::clone(block),
+                start: range.start,
+                end: range.end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies the attached fragment, if any, into a buffer of the packet's pool, so that the
+    /// whole packet is in [`as_slice`](Self::as_slice) again. Uses this buffer's tailroom if
+    /// it is large enough, a new buffer from the pool otherwise.
+    ///
+    /// # Errors
+    /// The pool's error if it has no buffer for the whole packet; the packet is unchanged.
+    pub fn linearize(&mut self) -> Result<(), PoolError> {
+        let Some(frag) = self.slot().frag.clone() else {
+            return Ok(());
+        };
+        let s = self.slot_mut();
+        if s.storage.len() - s.end >= frag.len() {
+            s.storage[s.end..s.end + frag.len()].copy_from_slice(frag.bytes());
+            s.end += frag.len();
+            s.frag = None;
+            return Ok(());
+        }
+        let inner = Arc::clone(self.inner());
+        let total = self.len();
+        let class = inner.class_for(total)?;
+        let mut whole = PacketBuf::new(Arc::clone(&inner), inner.take(class)?);
+        let head = self.as_slice();
+        let w = whole.slot_mut();
+        w.storage[w.end..w.end + head.len()].copy_from_slice(head);
+        w.storage[w.end + head.len()..w.end + total].copy_from_slice(frag.bytes());
+        w.end += total;
+        *self = whole;
+        Ok(())
+    }
+
+    /// Copies the packet's bytes from `offset` on, its own and then the fragment's, into
+    /// `out`; returns how many (`min(out.len(), len - offset)`, 0 past the end).
+    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> usize {
+        let head = self.as_slice();
+        let frag = self.frag();
+        let mut n = 0;
+        if offset < head.len() {
+            n = out.len().min(head.len() - offset);
+            out[..n].copy_from_slice(&head[offset..offset + n]);
+        }
+        let offset = offset.saturating_sub(head.len());
+        if n < out.len() && offset < frag.len() {
+            let m = (out.len() - n).min(frag.len() - offset);
+            out[n..n + m].copy_from_slice(&frag[offset..offset + m]);
+            n += m;
+        }
+        n
     }
 
     /// Free bytes in front of the packet.
@@ -185,16 +312,31 @@ impl PacketBuf {
 
     /// Removes `n` bytes from the front of the packet (a header the layer has consumed). The
     /// bytes become headroom again.
+    ///
+    /// Past the bytes in the packet's own buffer, it strips from the attached fragment; a
+    /// fragment stripped to nothing is let go.
     pub fn strip_front(&mut self, n: usize) -> Result<(), BufError> {
         let s = self.slot_mut();
-        if n > s.len() {
-            return Err(BufError::TooShort {
-                needed: n,
-                len: s.len(),
-            });
+        let own = s.len();
+        if n <= own {
+            s.start += n;
+            return Ok(());
         }
-        s.start += n;
-        Ok(())
+        let rest = n - own;
+        match &mut s.frag {
+            Some(f) if rest <= f.len() => {
+                f.start += rest;
+                s.start = s.end;
+                if f.start == f.end {
+                    s.frag = None;
+                }
+                Ok(())
+            }
+            f => Err(BufError::TooShort {
+                needed: n,
+                len: own + f.as_ref().map_or(0, Frag::len),
+            }),
+        }
     }
 
     /// Undoes [`strip_front`](Self::strip_front): grows the packet by `n` bytes at the front
@@ -220,8 +362,12 @@ impl PacketBuf {
     /// padding past the IP total length). Does nothing if the packet is already that short.
     pub fn truncate(&mut self, len: usize) {
         let s = self.slot_mut();
-        if len < s.len() {
+        let own = s.len();
+        if len <= own {
             s.end = s.start + len;
+            s.frag = None;
+        } else if let Some(f) = &mut s.frag {
+            f.end = f.end.min(f.start + (len - own));
         }
     }
 
@@ -262,7 +408,8 @@ impl PacketBuf {
     /// number of bytes written to make them part of the packet.
     pub fn tailroom_mut(&mut self) -> &mut [u8] {
         let s = self.slot_mut();
-        &mut s.storage[s.end..]
+        let end = s.end + s.tailroom();
+        &mut s.storage[s.end..end]
     }
 
     /// Makes the first `n` bytes of the tailroom part of the packet (after a device wrote
@@ -286,6 +433,7 @@ impl PacketBuf {
         let s = self.slot_mut();
         s.start = headroom.min(s.storage.len());
         s.end = s.start;
+        s.frag = None;
     }
 
     /// A second buffer from the same pool and class holding a copy of this packet at the same
@@ -299,6 +447,7 @@ impl PacketBuf {
         c.start = s.start;
         c.end = s.end;
         c.storage[s.start..s.end].copy_from_slice(&s.storage[s.start..s.end]);
+        c.frag = s.frag.clone();
         Ok(copy)
     }
 
@@ -316,6 +465,8 @@ impl PacketBuf {
 impl Drop for PacketBuf {
     fn drop(&mut self) {
         if let Some(mut slot) = self.slot.take() {
+            // A free slot must not keep a sender's block alive.
+            slot.frag = None;
             if let Some(pool) = slot.pool.take() {
                 pool.release(slot);
             }
@@ -355,6 +506,7 @@ impl fmt::Debug for PacketBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PacketBuf")
             .field("len", &self.len())
+            .field("frag", &self.slot().frag_len())
             .field("headroom", &self.headroom())
             .field("tailroom", &self.tailroom())
             .field("class", &self.slot().class)
@@ -539,5 +691,140 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<PacketBuf>();
         check::<PacketPool>();
+    }
+
+    fn block(bytes: &[u8]) -> Arc<[u8]> {
+        Arc::from(bytes)
+    }
+
+    #[test]
+    fn an_attached_fragment_follows_the_own_bytes() {
+        let p = pool();
+        let b = block(b"0123456789");
+        let mut buf = p.alloc_from_slice(b"hd").unwrap();
+        buf.attach(&b, 2..7).unwrap();
+        assert!(!buf.is_linear());
+        assert_eq!(buf.len(), 7);
+        assert_eq!(buf.as_slice(), b"hd");
+        assert_eq!(buf.frag(), b"23456");
+        // Shared, not copied: the block has a second owner.
+        assert_eq!(Arc::strong_count(&b), 2);
+        // Nothing can be appended behind the own bytes: it would land before the fragment.
+        assert_eq!(buf.tailroom(), 0);
+        assert!(buf.tailroom_mut().is_empty());
+        assert!(matches!(
+            buf.extend_from_slice(b"x"),
+            Err(BufError::NoTailroom { .. })
+        ));
+        // A header still goes in front.
+        buf.prepend_slice(b"H").unwrap();
+        let mut out = [0u8; 16];
+        assert_eq!(buf.copy_out(0, &mut out), 8);
+        assert_eq!(&out[..8], b"Hhd23456");
+        assert_eq!(buf.copy_out(4, &mut out[..2]), 2);
+        assert_eq!(&out[..2], b"34");
+        assert_eq!(buf.copy_out(8, &mut out), 0);
+        drop(buf);
+        // The dropped packet let go of the block, and its slot went back to the pool.
+        assert_eq!(Arc::strong_count(&b), 1);
+        assert_eq!(p.stats().in_use(), 0);
+    }
+
+    #[test]
+    fn attach_refuses_bad_ranges_and_a_second_fragment() {
+        let p = pool();
+        let b = block(b"abc");
+        let mut buf = p.alloc(4).unwrap();
+        assert_eq!(buf.attach(&b, 1..4), Err(BufError::FragmentRefused));
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = 2..1;
+        assert_eq!(buf.attach(&b, backwards), Err(BufError::FragmentRefused));
+        assert!(buf.is_linear());
+        buf.attach(&b, 3..3).unwrap();
+        assert!(buf.is_linear(), "an empty range attaches nothing");
+        buf.attach(&b, 0..3).unwrap();
+        assert_eq!(buf.attach(&b, 0..1), Err(BufError::FragmentRefused));
+        assert_eq!(buf.frag(), b"abc");
+    }
+
+    #[test]
+    fn strip_and_truncate_reach_into_the_fragment() {
+        let p = pool();
+        let b = block(b"abcdef");
+        let mut buf = p.alloc_from_slice(b"12").unwrap();
+        buf.attach(&b, 0..6).unwrap();
+        assert!(matches!(
+            buf.strip_front(9),
+            Err(BufError::TooShort { needed: 9, len: 8 })
+        ));
+        assert_eq!(buf.len(), 8);
+        buf.strip_front(3).unwrap();
+        assert_eq!((buf.as_slice(), buf.frag()), (&b""[..], &b"bcdef"[..]));
+        buf.truncate(3);
+        assert_eq!(buf.frag(), b"bcd");
+        buf.strip_front(3).unwrap();
+        assert!(buf.is_linear(), "a fragment stripped to nothing is let go");
+        assert!(buf.is_empty());
+        assert_eq!(Arc::strong_count(&b), 1);
+
+        let mut buf = p.alloc_from_slice(b"12").unwrap();
+        buf.attach(&b, 0..6).unwrap();
+        buf.truncate(1);
+        assert!(buf.is_linear());
+        assert_eq!(buf.as_slice(), b"1");
+    }
+
+    #[test]
+    fn linearize_copies_the_fragment_in() {
+        let p = PacketPool::new(PoolConfig {
+            headroom: 8,
+            classes: vec![
+                SizeClass {
+                    capacity: 8,
+                    count: 2,
+                },
+                SizeClass {
+                    capacity: 32,
+                    count: 1,
+                },
+            ],
+        })
+        .unwrap();
+        let b = block(b"0123456789abcdef");
+        // Fits the own tailroom: copied there, same buffer.
+        let mut small = p.alloc_from_slice(b"h").unwrap();
+        small.attach(&b, 0..4).unwrap();
+        small.linearize().unwrap();
+        assert!(small.is_linear());
+        assert_eq!(small.as_slice(), b"h0123");
+        // Too big for it: a buffer of a larger class takes the whole packet.
+        let mut big = p.alloc_from_slice(b"hdr").unwrap();
+        big.prepend_slice(b"ip").unwrap();
+        big.attach(&b, 0..16).unwrap();
+        big.linearize().unwrap();
+        assert_eq!(big.as_slice(), b"iphdr0123456789abcdef");
+        assert_eq!(big.capacity(), 40);
+        assert_eq!(p.stats().in_use(), 2, "the small buffer went back");
+        // No buffer left for it: an error, and the packet is as it was.
+        let mut third = p.alloc_from_slice(b"x").unwrap();
+        third.attach(&b, 0..16).unwrap();
+        assert!(matches!(
+            third.linearize(),
+            Err(PoolError::Exhausted { .. })
+        ));
+        assert_eq!((third.as_slice(), third.frag()), (&b"x"[..], &b[..]));
+        drop((small, big, third));
+        assert_eq!(Arc::strong_count(&b), 1);
+    }
+
+    #[test]
+    fn clone_shares_the_fragment() {
+        let p = pool();
+        let b = block(b"xyz");
+        let mut buf = p.alloc_from_slice(b"h").unwrap();
+        buf.attach(&b, 1..3).unwrap();
+        let copy = buf.try_clone().unwrap();
+        assert_eq!((copy.as_slice(), copy.frag()), (&b"h"[..], &b"yz"[..]));
+        assert_eq!(Arc::strong_count(&b), 3);
     }
 }

@@ -57,6 +57,10 @@ pub enum BufError {
         /// Current packet length.
         len: usize,
     },
+    /// [`attach`](crate::PacketBuf::attach) was asked for a range outside the block, or for
+    /// a second fragment.
+    #[error("cannot attach the fragment: a fragment is already attached or the range is outside the block")]
+    FragmentRefused,
 }
 
 /// Why a [`PoolConfig`](crate::PoolConfig) was rejected.

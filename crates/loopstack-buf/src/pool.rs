@@ -196,7 +196,7 @@ impl Inner {
         }
     }
 
-    fn class_for(&self, len: usize) -> Result<usize, PoolError> {
+    pub(crate) fn class_for(&self, len: usize) -> Result<usize, PoolError> {
         // A handful of classes at most: a linear scan beats anything clever.
         self.classes
             .iter()

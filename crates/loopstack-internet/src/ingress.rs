@@ -138,6 +138,12 @@ pub(crate) fn set_ipv4_checksum(b: &mut [u8], header_len: usize) {
 /// that vouches for its packets); the IPv4 header checksum is cheap and is never skipped on
 /// a capture or a lossy link, because their devices do not offer that.
 pub fn check_v4(b: &[u8], skip_checksum: bool) -> Checked {
+    check_v4_len(b, b.len(), skip_checksum)
+}
+
+/// [`check_v4`] of a packet `len` bytes long of which `b` is the front, holding at least the
+/// header: a packet whose payload is an attached fragment (`PacketBuf::attach`).
+pub fn check_v4_len(b: &[u8], len: usize, skip_checksum: bool) -> Checked {
     use etherparse::err::ipv4::{HeaderError as Bad, HeaderSliceError};
     // etherparse checks the version, the header length, and that the header fits.
     let h = match etherparse::Ipv4HeaderSlice::from_slice(b) {
@@ -153,7 +159,7 @@ pub fn check_v4(b: &[u8], skip_checksum: bool) -> Checked {
     if total_len < ihl {
         return Checked::Drop(HeaderError::BadTotalLength);
     }
-    if total_len > b.len() {
+    if total_len > len {
         return Checked::Drop(HeaderError::Truncated);
     }
     // RFC 1071: the one's-complement sum of the header, checksum included, is all ones.
@@ -187,6 +193,13 @@ pub fn check_v4(b: &[u8], skip_checksum: bool) -> Checked {
 /// answers RFC 8200 requires (Parameter Problem with a pointer to the offending byte, option
 /// actions by type bits) need the byte offset of every field, which a parsed view hides.
 pub fn check_v6(b: &[u8]) -> Checked {
+    check_v6_len(b, b.len())
+}
+
+/// [`check_v6`] of a packet `len` bytes long of which `b` is the front, holding at least the
+/// headers: a packet whose payload is an attached fragment (`PacketBuf::attach`). An
+/// extension header that would reach past `b` counts as truncated.
+pub fn check_v6_len(b: &[u8], len: usize) -> Checked {
     if b.len() < 40 {
         return Checked::Drop(HeaderError::Truncated);
     }
@@ -202,10 +215,10 @@ pub fn check_v6(b: &[u8]) -> Checked {
         return Checked::Drop(HeaderError::Jumbogram);
     }
     let total_len = 40 + payload_len;
-    if total_len > b.len() {
+    if total_len > len.max(b.len()) {
         return Checked::Drop(HeaderError::Truncated);
     }
-    let b = &b[..total_len];
+    let b = &b[..total_len.min(b.len())];
     let dst_multicast = b[24] == 0xff;
     let mut next = b[6];
     let mut field = 6usize; // where `next` was read from

@@ -657,6 +657,19 @@ impl Internet {
         }
         let caps = links.capabilities(out);
         let mtu = caps.map_or(iface.mtu(), |c| c.mtu.min(iface.mtu()));
+        if !packet.is_linear() {
+            // A payload shared with TCP's send queue (`PacketBuf::attach`) travels as it is
+            // only to a device that moves handles without reading bytes, with nothing left
+            // here to compute over it; every other packet is put in one buffer first.
+            let as_is = caps.is_some_and(|c| c.scatter_gather && c.checksum_offload.tx)
+                && packet.len() <= mtu;
+            if !as_is {
+                if let Err(e) = packet.linearize() {
+                    self.count_out_discard(v6);
+                    return Err(SendError::Pool(e));
+                }
+            }
+        }
         if let Some(p) = partial {
             // Finished here unless the device vouches for the packet. Always before
             // fragmenting: the receiver reassembles and then verifies the whole message.
@@ -746,6 +759,14 @@ impl Internet {
         }
     }
 
+    fn count_in_discard(&mut self, v6: bool) {
+        if v6 {
+            self.stats.ip6.in_discards += 1;
+        } else {
+            self.stats.ip.in_discards += 1;
+        }
+    }
+
     // ------------------------------------------------------------------ receiving
 
     /// Takes one packet that arrived on `iface` and decides its fate. Returns what transport
@@ -784,10 +805,12 @@ impl Internet {
         } else {
             self.stats.ip.in_receives += 1;
         }
+        // The header is always in the packet's own bytes; the length checks count an
+        // attached fragment too (`PacketBuf::len`).
         let checked = if v6 {
-            ingress::check_v6(&packet)
+            ingress::check_v6_len(&packet, packet.len())
         } else {
-            ingress::check_v4(&packet, offload)
+            ingress::check_v4_len(&packet, packet.len(), offload)
         };
         let header = match checked {
             Checked::Ok(h) => h,
@@ -807,6 +830,20 @@ impl Internet {
             }
         };
         packet.truncate(header.total_len);
+        if !packet.is_linear()
+            && (header.protocol != proto::TCP
+                || header.fragment.is_some()
+                || !self.accepts(header.dst))
+        {
+            // Only TCP segments for this host read a shared payload in place (TCP's receive
+            // queue and `copy_out` know fragments); reassembly, forwarding and ICMP want
+            // every byte in one buffer. Fragments only ever carry TCP, so this is for a
+            // misbehaving sender's sake.
+            if packet.linearize().is_err() {
+                self.count_in_discard(v6);
+                return None;
+            }
+        }
         if addr::check_incoming(header.src, header.dst, on_loopback).is_some() {
             if v6 {
                 self.stats.ip6.in_martians += 1;

@@ -42,6 +42,7 @@ impl Links for Devices {
                 mtu: self.wire_mtu,
                 medium: Medium::Ip,
                 checksum_offload: ChecksumOffload::NONE,
+                scatter_gather: false,
             }),
             _ => None,
         }

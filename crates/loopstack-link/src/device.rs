@@ -51,6 +51,11 @@ pub struct DeviceCapabilities {
     pub medium: Medium,
     /// Checksum work the stack may skip.
     pub checksum_offload: ChecksumOffload,
+    /// Whether the device carries a packet whose last bytes are an attached fragment
+    /// (`PacketBuf::attach`) as it is, Linux's `NETIF_F_SG`. Only a device that moves packet
+    /// handles without reading their bytes can: `lo`. A capture, a fault injector or a TUN
+    /// reads or writes the bytes, says no, and is handed packets in one piece.
+    pub scatter_gather: bool,
 }
 
 /// Interface counters, as Linux keeps them for `ip -s link` (`struct rtnl_link_stats64`).

@@ -422,6 +422,9 @@ impl<D: Device> Device for FaultInjector<D> {
         if self.config.corrupt > 0.0 {
             caps.checksum_offload = ChecksumOffload::NONE;
         }
+        // Corruption and truncation edit the packet's bytes, so they must all be in its
+        // own buffer.
+        caps.scatter_gather = false;
         caps
     }
 

@@ -175,6 +175,8 @@ impl<D: Device, W: Write> Device for PcapWriter<D, W> {
         let mut caps = self.inner.capabilities();
         // Captured packets must carry correct checksums.
         caps.checksum_offload.tx = false;
+        // And a record is the packet's bytes in one piece.
+        caps.scatter_gather = false;
         caps
     }
 

@@ -312,6 +312,8 @@ impl Device for Tun {
             // as if from a wire, CHECKSUM_NONE) and hands out only finished ones: the stack
             // must compute and may not skip verifying.
             checksum_offload: ChecksumOffload::NONE,
+            // One write(2) of one contiguous packet.
+            scatter_gather: false,
         }
     }
 

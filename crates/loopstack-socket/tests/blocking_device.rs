@@ -142,6 +142,7 @@ impl Device for WireEnd {
             mtu: MTU,
             medium: Medium::Ip,
             checksum_offload: ChecksumOffload::NONE,
+            scatter_gather: false,
         }
     }
 

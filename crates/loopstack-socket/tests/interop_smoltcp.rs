@@ -277,6 +277,8 @@ impl Device for LsEnd {
             mtu: MTU,
             medium: Medium::Ip,
             checksum_offload: ChecksumOffload::NONE,
+            // The bytes are handed to smoltcp as one slice.
+            scatter_gather: false,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use loopstack_internet::checksum::{add, finish, pseudo_header};
-pub use loopstack_internet::checksum::{partial, verify};
+pub use loopstack_internet::checksum::{partial, verify, verify_parts};
 
 /// The checksum bytes to write into a transport header whose checksum field is zero: the
 /// complement of the sum over the pseudo-header and `message` (header and payload). UDP

@@ -70,6 +70,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use loopstack_buf::PacketBuf;
@@ -81,7 +83,7 @@ use super::config::TcpConfig;
 use super::congestion::{AckAction, Reno};
 use super::recvbuf::RecvQueue;
 use super::rtt::RttEstimator;
-use super::sendbuf::SendBuffer;
+use super::sendbuf::{SendBuffer, SHARE_MIN};
 use super::seq::SeqNum;
 use super::stats::{ConnStats, TcpStats};
 use super::wire::{Flags, Header, Options};
@@ -1486,7 +1488,19 @@ impl Connection {
         };
         let window = self.snd_wnd.min(self.cc.cwnd() + limited);
         let usable = window.saturating_sub(in_flight);
-        let len = unsent.min(usable).min(self.snd_mss);
+        let mut len = unsent.min(usable).min(self.snd_mss);
+        // A segment stops at the end of a send-buffer block, so that one sent from a full
+        // block can carry the block's bytes without copying them (sendbuf.rs). It counts
+        // as full for Nagle and silly window avoidance below: more data would not make it
+        // longer, and holding it back would hold back the next block's full segments too.
+        // Segments smaller than SHARE_MIN are never shared, so with such an MSS (1460 on
+        // Ethernet-sized paths) the stream is cut only by the MSS, as usual.
+        let (in_block, more_blocks) = self.send_buf.contiguous_at(offset as usize);
+        let block_cut =
+            more_blocks && (in_block as u32) < len && self.snd_mss as usize >= SHARE_MIN;
+        if block_cut {
+            len = in_block as u32;
+        }
 
         if self.probe_now {
             self.probe_now = false;
@@ -1511,7 +1525,7 @@ impl Connection {
 
         if len > 0 {
             let all_fits = len == unsent;
-            let full = len == self.snd_mss;
+            let full = len == self.snd_mss || block_cut;
             // Nagle (RFC 1122 4.2.3.4): a short segment waits while data is unacknowledged,
             // unless TCP_NODELAY; the FIN's segment goes at once.
             let nagle_ok = self.nodelay || in_flight == 0 || self.fin_queued;
@@ -1591,6 +1605,12 @@ impl Connection {
         } else {
             self.persist_at = None;
         }
+    }
+
+    /// The send-buffer block and range holding the payload of `out`, if it is to be
+    /// attached to the packet rather than copied ([`SendBuffer::share_at`]).
+    pub fn shared_payload(&self, out: &Outgoing) -> Option<(&Arc<[u8]>, Range<usize>)> {
+        self.send_buf.share_at(out.payload_offset, out.payload_len)
     }
 
     /// Copies the payload of `out` from the send buffer into `dst` (at least

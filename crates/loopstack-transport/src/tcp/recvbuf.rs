@@ -62,13 +62,18 @@ impl RecvQueue {
             return;
         }
         self.len += payload.len();
-        if payload.len() <= COALESCE_MAX {
+        let n = payload.len();
+        if n <= COALESCE_MAX {
+            // A buffer with an attached fragment has no tailroom (bytes there would come
+            // before the fragment's), so it is never coalesced into.
             if let Some(last) = self.bufs.back_mut() {
-                if last.tailroom() >= payload.len() {
+                if last.tailroom() >= n {
+                    // `copy_out`, not `as_slice`: the payload may itself be partly a fragment.
+                    payload.copy_out(0, &mut last.tailroom_mut()[..n]);
                     // Cannot fail: the tailroom was just checked. `payload` drops here and
                     // its storage returns to the pool.
-                    let copied = last.extend_from_slice(payload.as_slice());
-                    debug_assert!(copied.is_ok());
+                    let committed = last.commit_tailroom(n);
+                    debug_assert!(committed.is_ok());
                     return;
                 }
             }
@@ -84,8 +89,9 @@ impl RecvQueue {
             let Some(front) = self.bufs.front_mut() else {
                 break;
             };
-            let n = front.len().min(out.len() - copied);
-            out[copied..copied + n].copy_from_slice(&front.as_slice()[..n]);
+            // The payload's own bytes, then those of its fragment if it has one (a segment
+            // whose payload TCP's sender shared instead of copying).
+            let n = front.copy_out(0, &mut out[copied..]);
             copied += n;
             if n == front.len() {
                 self.bufs.pop_front();
@@ -106,9 +112,7 @@ impl RecvQueue {
             if copied == out.len() {
                 break;
             }
-            let n = buf.len().min(out.len() - copied);
-            out[copied..copied + n].copy_from_slice(&buf.as_slice()[..n]);
-            copied += n;
+            copied += buf.copy_out(0, &mut out[copied..]);
         }
         copied
     }

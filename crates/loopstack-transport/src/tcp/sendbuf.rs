@@ -2,50 +2,148 @@
 //! acknowledged.
 //!
 //! TCP must keep every byte it sends until the peer acknowledges it, because it may have to
-//! send it again (RFC 9293 3.8.1). So the send side holds one contiguous stream of bytes:
+//! send it again (RFC 9293 3.8.1). So the send side holds one stream of bytes:
 //!
 //! ```text
 //!         SND.UNA              SND.NXT
 //!   offset   0                    |                         len          capacity
 //!            |  sent, unacknowledged  |  written, not yet sent  |    free     |
-//!            '-- consume(n) on ACK     '-- read_at(offset) to build segments
+//!            '-- consume(n) on ACK     '-- read_at / share_at to build segments
 //! ```
 //!
 //! Offset 0 is always the byte numbered SND.UNA; the sequence number of the byte at offset
 //! `o` is `SND.UNA + o`. An acknowledgment of `n` new bytes drops them from the front
-//! ([`consume`](SendBuffer::consume)); building a segment, first transmission or
-//! retransmission alike, copies bytes out at an offset ([`read_at`](SendBuffer::read_at)).
+//! ([`consume`](SendBuffer::consume)).
 //!
-//! The bytes live in a ring: a fixed slice allocated once, whose data may wrap from the end
-//! back to the start, so neither acknowledging nor writing ever moves bytes around. Its
-//! capacity is the most the application can have in flight or queued, and so also bounds
-//! how much memory one connection's sending side can take.
+//! ## Blocks, and why the payload is not copied again
+//!
+//! The bytes live in blocks of [`BLOCK`] bytes (less for a buffer smaller than that), filled
+//! in order:
+//!
+//! ```text
+//!   chunks:  [ block 0: acked | unacked ] [ block 1: unsent ........ ] [ block 2: ... | room ]
+//!   spare:   [ block ] [ block ]   (acknowledged, reused once no packet holds them)
+//! ```
+//!
+//! Blocks are a power of two long, not a whole number of segments: an application writing
+//! in power-of-two chunks (64 KiB is typical) then fills whole blocks, and a byte's offset
+//! in its block is its offset in the application's buffers. That keeps the sender's copy
+//! in and the receiver's copy out aligned the same way on both sides; with blocks of one
+//! segment (65,483 bytes on IPv4 `lo`), the two drifted 53 bytes apart per block and
+//! `memcpy` (`rep movsb`) ran three times slower on misaligned copies (docs/benchmarks.md).
+//! A segment stops at a block's end, so the last segment of a block can be short.
+//!
+//! A segment is built either by copying its payload into the packet's buffer
+//! ([`read_at`](SendBuffer::read_at)), or, when it fills the rest of a full block, by
+//! attaching that part of the block to the packet without copying it
+//! ([`share_at`](SendBuffer::share_at), `PacketBuf::attach`). Sharing saves one of the three
+//! copies a byte otherwise takes on its way from one application to the other over `lo`
+//! (into this buffer, into the packet, out to the reader), which is most of a bulk
+//! transfer's time (docs/benchmarks.md). Linux does the same: `tcp_sendmsg` copies into
+//! pages, and the segments sent point at those pages.
+//!
+//! A block is reference counted and written only while nothing else holds it
+//! (`Arc::get_mut`): once shared, a block is read-only, and an acknowledged block waits in
+//! `spare` until the receiver has read the bytes it pinned. So only blocks that are full
+//! or covered half by the segment, and small segments are copied: sharing seals a block
+//! (no more is written into it), and every small write would then take a block of its own.
+//!
+//! Memory: all [`max_blocks`](SendBuffer::max_blocks) blocks are allocated at the first
+//! write: enough for a full buffer plus [`PIN_MAX`] held by readers (64 KiB of capacity
+//! takes six 64 KiB blocks; the default 1 MiB, 21). At most `PIN_MAX` are shared at once;
+//! past that, segments are copied, so a free block is always there for the next write and
+//! the buffer never allocates again, however slowly the other end reads.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
-/// A fixed-capacity byte ring holding a connection's unacknowledged and unsent data.
+/// Size of a block, in bytes: the largest IP packet's worth, so that one block holds a
+/// whole segment on `lo`.
+pub const BLOCK: usize = 64 * 1024;
+
+/// The most blocks shared with packets or readers at once (see
+/// [`share_at`](SendBuffer::share_at)).
+pub const PIN_MAX: usize = 4;
+
+/// Segments of fewer payload bytes than this are always copied: the copy costs less than
+/// holding the block and counting its references.
+pub const SHARE_MIN: usize = 2048;
+
+/// Part of one block: the bytes of the stream it holds.
+struct Chunk {
+    block: Arc<[u8]>,
+    /// First byte still held (earlier ones are acknowledged).
+    start: usize,
+    /// One past the last byte written.
+    end: usize,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// A connection's unacknowledged and unsent data, in reference-counted blocks.
 pub struct SendBuffer {
-    /// The ring's storage, allocated once.
-    ring: Box<[u8]>,
-    /// Index in `ring` of offset 0 (SND.UNA's byte).
-    head: usize,
-    /// Bytes held, starting at `head` and wrapping at the end of `ring`.
+    capacity: usize,
+    /// Bytes held: unacknowledged plus unsent.
     len: usize,
+    /// The stream, oldest first; offset 0 is the front chunk's `start`.
+    chunks: VecDeque<Chunk>,
+    /// Blocks no longer in the stream, to be reused once no packet holds them.
+    spare: Vec<Arc<[u8]>>,
+    /// Size of every block.
+    block_size: usize,
+    /// Where in its block the next byte written goes: the stream offset of that byte
+    /// modulo `block_size`. A byte's place in its block is always its stream offset modulo
+    /// the block size, even in a block started after a shared one was sealed, so blocks
+    /// stay aligned with the application's writes.
+    tail_at: usize,
 }
 
 impl SendBuffer {
-    /// An empty buffer of `capacity` bytes, allocated now; it never grows.
+    /// An empty buffer that holds up to `capacity` bytes. Blocks of [`BLOCK`] bytes (or the
+    /// power of two at or above `capacity`, if smaller) are allocated as data is written.
     pub fn new(capacity: usize) -> Self {
+        SendBuffer::with_block_size(capacity, capacity.next_power_of_two().min(BLOCK))
+    }
+
+    /// An empty buffer of `capacity` bytes whose blocks hold `block_size` bytes (at least 1).
+    pub fn with_block_size(capacity: usize, block_size: usize) -> Self {
         SendBuffer {
-            ring: vec![0u8; capacity].into_boxed_slice(),
-            head: 0,
+            capacity,
             len: 0,
+            chunks: VecDeque::new(),
+            spare: Vec::new(),
+            block_size: block_size.max(1),
+            tail_at: 0,
         }
+    }
+
+    /// The blocks the buffer holds once it has been written to: enough for a full buffer's
+    /// bytes at any alignment, plus [`PIN_MAX`] for blocks readers still hold.
+    pub fn max_blocks(&self) -> usize {
+        self.capacity.div_ceil(self.block_size) + 1 + PIN_MAX
+    }
+
+    /// Blocks that a packet or a reader holds besides this buffer.
+    fn pinned(&self) -> usize {
+        let held = |b: &Arc<[u8]>| Arc::strong_count(b) > 1;
+        self.chunks.iter().filter(|c| held(&c.block)).count()
+            + self.spare.iter().filter(|b| held(b)).count()
+    }
+
+    /// Blocks held now, in the stream and spare together.
+    pub fn blocks(&self) -> usize {
+        self.chunks.len() + self.spare.len()
     }
 
     /// The most bytes the buffer holds.
     pub fn capacity(&self) -> usize {
-        self.ring.len()
+        self.capacity
     }
 
     /// Bytes held: unacknowledged plus unsent.
@@ -60,64 +158,178 @@ impl SendBuffer {
 
     /// Room left for [`write`](Self::write).
     pub fn free(&self) -> usize {
-        self.ring.len() - self.len
-    }
-
-    /// The ring index `offset` bytes after `head`, for `offset <= capacity`.
-    fn index(&self, offset: usize) -> usize {
-        // head < capacity (or both are 0) and offset <= capacity: one subtraction wraps it,
-        // with no division and no special case for a zero capacity.
-        let i = self.head + offset;
-        if i >= self.ring.len() {
-            i - self.ring.len()
-        } else {
-            i
-        }
+        self.capacity - self.len
     }
 
     /// Appends as much of `data` as fits and returns how many bytes were taken (fewer than
     /// `data.len()` when the buffer fills: the application must retry the rest later).
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        if n == 0 {
-            return 0;
+        if n > 0 && self.blocks() == 0 {
+            // Every block this buffer will ever need, at its first write: a connection that
+            // never sends allocates nothing, and one that does never allocates again.
+            self.chunks.reserve(self.max_blocks());
+            self.spare.reserve(self.max_blocks());
+            for _ in 0..self.max_blocks() {
+                self.spare.push(Arc::from(vec![0u8; self.block_size]));
+            }
         }
-        let tail = self.index(self.len);
-        // The free space runs from `tail` to the end of the ring, then wraps to the start.
-        let first = n.min(self.ring.len() - tail);
-        self.ring[tail..tail + first].copy_from_slice(&data[..first]);
-        self.ring[..n - first].copy_from_slice(&data[first..n]);
+        let mut rest = &data[..n];
+        while !rest.is_empty() {
+            if let Some(tail) = self.chunks.back_mut() {
+                // The tail block takes more only while no packet shares it.
+                if tail.end < tail.block.len() {
+                    if let Some(bytes) = Arc::get_mut(&mut tail.block) {
+                        let k = rest.len().min(bytes.len() - tail.end);
+                        bytes[tail.end..tail.end + k].copy_from_slice(&rest[..k]);
+                        tail.end += k;
+                        self.tail_at = tail.end % bytes.len();
+                        rest = &rest[k..];
+                        continue;
+                    }
+                }
+            }
+            let block = self.fresh_block();
+            self.chunks.push_back(Chunk {
+                block,
+                start: self.tail_at,
+                end: self.tail_at,
+            });
+        }
         self.len += n;
         n
+    }
+
+    /// A block of the current size that nothing else holds: a spare one if one is free, a
+    /// new one otherwise.
+    fn fresh_block(&mut self) -> Arc<[u8]> {
+        // The first spare no reader pins.
+        if let Some(i) = self
+            .spare
+            .iter_mut()
+            .position(|b| Arc::get_mut(b).is_some())
+        {
+            return self.spare.swap_remove(i);
+        }
+        // Not reached while `share_at` keeps at most PIN_MAX blocks pinned (the stream then
+        // has fewer blocks than it may, and the rest are free). Should it be, a pinned
+        // spare is let go (its reader frees it) so that memory stays bounded.
+        if self.blocks() >= self.max_blocks() && !self.spare.is_empty() {
+            self.spare.remove(0);
+        }
+        Arc::from(vec![0u8; self.block_size])
+    }
+
+    /// The chunk holding the byte at `offset`, and where in its block that byte is.
+    fn locate(&self, offset: usize) -> Option<(usize, usize)> {
+        let mut skipped = 0;
+        for (i, c) in self.chunks.iter().enumerate() {
+            if offset < skipped + c.len() {
+                return Some((i, c.start + offset - skipped));
+            }
+            skipped += c.len();
+        }
+        None
     }
 
     /// Copies bytes starting at `offset` (0 is SND.UNA's byte) into `out` and returns how
     /// many: `min(out.len(), len - offset)`, or 0 if `offset >= len`. Nothing is consumed.
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
-        if offset >= self.len {
+        let Some((first, at)) = self.locate(offset) else {
             return 0;
+        };
+        let mut n = 0;
+        for (i, c) in self.chunks.range(first..).enumerate() {
+            if n == out.len() {
+                break;
+            }
+            // The first chunk from `offset`, the later ones from their start.
+            let from = if i == 0 { at } else { c.start };
+            let k = (out.len() - n).min(c.end - from);
+            out[n..n + k].copy_from_slice(&c.block[from..from + k]);
+            n += k;
         }
-        let n = out.len().min(self.len - offset);
-        let start = self.index(offset);
-        let first = n.min(self.ring.len() - start);
-        out[..first].copy_from_slice(&self.ring[start..start + first]);
-        out[first..n].copy_from_slice(&self.ring[..n - first]);
         n
+    }
+
+    /// How many bytes from `offset` on lie in the same block, and whether a later block
+    /// follows (so that a segment cut there is cut by a block boundary, not by a lack of
+    /// data). `(0, false)` past the end.
+    pub fn contiguous_at(&self, offset: usize) -> (usize, bool) {
+        match self.locate(offset) {
+            Some((i, at)) => (self.chunks[i].end - at, i + 1 < self.chunks.len()),
+            None => (0, false),
+        }
+    }
+
+    /// The block and the range in it holding the `len` bytes from `offset`, if they are
+    /// worth sharing with a packet instead of copying: at least [`SHARE_MIN`] of them, in one
+    /// block, which is either full or covered half by these bytes. Sharing seals the block
+    /// (later bytes of its range go to a new block), so a block is shared only when that
+    /// wastes little of it.
+    pub fn share_at(&self, offset: usize, len: usize) -> Option<(&Arc<[u8]>, Range<usize>)> {
+        if len < SHARE_MIN {
+            return None;
+        }
+        let (i, at) = self.locate(offset)?;
+        let c = &self.chunks[i];
+        let size = c.block.len();
+        let worth = c.end == size || 2 * len >= size;
+        // A block shared already (a retransmission) pins nothing more; any other may be
+        // shared while fewer than PIN_MAX are, so that a free block is always at hand for
+        // the next write. Past that, a slow reader gets copies: slower, never a stall or an
+        // allocation.
+        let may_pin = Arc::strong_count(&c.block) > 1 || self.pinned() < PIN_MAX;
+        (at + len <= c.end && worth && may_pin).then_some((&c.block, at..at + len))
     }
 
     /// Drops `n` acknowledged bytes from the front (all of them if `n > len`).
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
+        let mut n = n.min(self.len);
         self.len -= n;
-        // Once empty, restart at the beginning of the ring, so that the next writes (often
-        // the whole of them) land in one piece and are read back with one copy.
-        self.head = if self.len == 0 { 0 } else { self.index(n) };
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            let k = n.min(front.len());
+            front.start += k;
+            n -= k;
+            if front.start == front.end {
+                self.retire_front();
+            }
+        }
+    }
+
+    /// The front chunk is all acknowledged: its block goes to `spare`, unless it is the only
+    /// one and nothing shares it, in which case the next writes start over at its beginning.
+    fn retire_front(&mut self) {
+        if self.chunks.len() == 1 {
+            if let Some(only) = self.chunks.front_mut() {
+                if Arc::get_mut(&mut only.block).is_some() {
+                    only.start = self.tail_at;
+                    only.end = self.tail_at;
+                    return;
+                }
+            }
+        }
+        if let Some(c) = self.chunks.pop_front() {
+            self.keep_spare(c.block);
+        }
+    }
+
+    fn keep_spare(&mut self, block: Arc<[u8]>) {
+        if self.blocks() < self.max_blocks() {
+            self.spare.push(block);
+        }
     }
 
     /// Drops everything held (a connection reset or aborted).
     pub fn clear(&mut self) {
-        self.head = 0;
+        while let Some(c) = self.chunks.pop_front() {
+            self.keep_spare(c.block);
+        }
         self.len = 0;
+        self.tail_at = 0;
     }
 }
 
@@ -125,9 +337,11 @@ impl fmt::Debug for SendBuffer {
     /// Shows the layout, not the bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendBuffer")
-            .field("capacity", &self.capacity())
+            .field("capacity", &self.capacity)
             .field("len", &self.len)
-            .field("head", &self.head)
+            .field("chunks", &self.chunks.len())
+            .field("spare", &self.spare.len())
+            .field("block_size", &self.block_size)
             .finish()
     }
 }
@@ -217,15 +431,111 @@ mod tests {
     }
 
     #[test]
-    fn emptying_restarts_at_the_front() {
-        let mut b = SendBuffer::new(8);
+    fn bytes_keep_their_stream_offset_in_their_block() {
+        let mut b = SendBuffer::with_block_size(64, 8);
         b.write(b"abcde");
         b.consume(5);
-        assert_eq!(b.head, 0);
+        assert_eq!(b.chunks.len(), 1);
         b.write(b"12345678");
+        // Stream offsets 5..13: the emptied block takes 5..8 at its offsets 5..8, a second
+        // block 8..13 at its offsets 0..5.
+        assert_eq!(b.chunks.len(), 2);
+        assert_eq!((b.chunks[0].start, b.chunks[0].end), (5, 8));
+        assert_eq!((b.chunks[1].start, b.chunks[1].end), (0, 5));
         let mut out = [0u8; 8];
         assert_eq!(b.read_at(0, &mut out), 8);
         assert_eq!(&out, b"12345678");
+        // A sealed (shared) tail does not move the next bytes: they go to a new block at
+        // the offsets they would have had.
+        let pin = Arc::clone(&b.chunks[1].block);
+        b.write(b"xy");
+        assert_eq!((b.chunks[2].start, b.chunks[2].end), (5, 7));
+        drop(pin);
+    }
+
+    #[test]
+    fn full_blocks_are_shared_and_reused_once_let_go() {
+        let mut b = SendBuffer::with_block_size(2 * SHARE_MIN, SHARE_MIN);
+        let data: Vec<u8> = (0..2 * SHARE_MIN).map(|i| (i % 253) as u8).collect();
+        assert_eq!(b.write(&data), 2 * SHARE_MIN);
+        // The first block is full: its bytes can be shared, with no copy.
+        let (block, range) = b.share_at(0, SHARE_MIN).unwrap();
+        assert_eq!(&block[range.clone()], &data[..SHARE_MIN]);
+        let held = Arc::clone(block);
+        // Not across a block boundary, nor fewer than SHARE_MIN bytes.
+        assert!(b.share_at(1, SHARE_MIN).is_none());
+        assert!(b.share_at(0, SHARE_MIN - 1).is_none());
+        assert_eq!(b.contiguous_at(1), (SHARE_MIN - 1, true));
+        assert_eq!(b.contiguous_at(SHARE_MIN), (SHARE_MIN, false));
+        // Acknowledged while a packet still holds it: kept spare, not written into.
+        b.consume(SHARE_MIN);
+        assert!(b.spare.iter().any(|s| Arc::ptr_eq(s, &held)));
+        b.consume(SHARE_MIN);
+        assert_eq!(b.write(&data[..10]), 10);
+        let mut out = [0u8; 10];
+        assert_eq!(b.read_at(0, &mut out), 10);
+        assert_eq!(&out, &data[..10]);
+        assert_eq!(
+            &held[..SHARE_MIN],
+            &data[..SHARE_MIN],
+            "a shared block is never written"
+        );
+        // Once the packet lets go, the block is reused: no new allocation.
+        drop(held);
+        assert_eq!(b.write(&data[..2 * SHARE_MIN - 10]), 2 * SHARE_MIN - 10);
+        assert_eq!(b.blocks(), b.max_blocks());
+    }
+
+    #[test]
+    fn a_shared_tail_is_sealed_and_writes_go_to_a_new_block() {
+        let mut b = SendBuffer::with_block_size(8 * SHARE_MIN, 4 * SHARE_MIN);
+        b.write(&[1u8; SHARE_MIN]);
+        // Neither full nor half covered: not offered for sharing.
+        assert!(b.share_at(0, SHARE_MIN).is_none());
+        b.write(&[1u8; SHARE_MIN]);
+        let b0 = b.share_at(0, 2 * SHARE_MIN).map(|(_, r)| r);
+        assert_eq!(b0, Some(0..2 * SHARE_MIN), "half covered: worth sealing");
+        b.consume(SHARE_MIN);
+        // A holder of the tail block (as a packet would be) makes it read-only.
+        let pin = Arc::clone(&b.chunks[0].block);
+        b.write(&[2u8; 4]);
+        assert_eq!(b.chunks.len(), 2);
+        assert_eq!(&pin[2 * SHARE_MIN..2 * SHARE_MIN + 4], &[0u8; 4]);
+        let mut out = [0u8; 6];
+        assert_eq!(b.read_at(SHARE_MIN - 2, &mut out), 6);
+        assert_eq!(out, [1, 1, 2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn at_most_pin_max_blocks_are_shared_and_none_is_allocated_later() {
+        let mut b = SendBuffer::with_block_size(2 * SHARE_MIN, SHARE_MIN);
+        let mut pins = Vec::new();
+        for round in 0..50 {
+            assert_eq!(b.write(&[7u8; SHARE_MIN]), SHARE_MIN);
+            match b.share_at(0, SHARE_MIN) {
+                Some((block, _)) => pins.push(Arc::clone(block)),
+                // Readers hold PIN_MAX blocks already: the segment would be copied.
+                None => assert_eq!(pins.len(), PIN_MAX, "round {round}"),
+            }
+            b.consume(SHARE_MIN);
+            assert_eq!(
+                b.blocks(),
+                b.max_blocks(),
+                "round {round}: no block added or lost"
+            );
+        }
+        // The readers let go: sharing resumes.
+        pins.clear();
+        b.write(&[8u8; SHARE_MIN]);
+        assert!(b.share_at(0, SHARE_MIN).is_some());
+    }
+
+    #[test]
+    fn blocks_are_a_power_of_two_up_to_block() {
+        assert_eq!(SendBuffer::new(1 << 20).block_size, BLOCK);
+        assert_eq!(SendBuffer::new(BLOCK).block_size, BLOCK);
+        assert_eq!(SendBuffer::new(5000).block_size, 8192);
+        assert_eq!(SendBuffer::new(0).block_size, 1);
     }
 
     #[test]
@@ -254,7 +564,7 @@ mod tests {
     fn behaves_like_a_byte_stream() {
         // Random writes, reads and acknowledgments against a model: the stream's bytes are
         // numbered, byte k being k mod 251.
-        let mut b = SendBuffer::new(37);
+        let mut b = SendBuffer::with_block_size(37, 5);
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
             state ^= state << 13;

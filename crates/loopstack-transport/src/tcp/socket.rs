@@ -14,6 +14,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
 
 use loopstack_buf::{PacketBuf, PacketPool};
 use loopstack_internet::icmp::{IcmpError, QuotedPacket, RateLimiter};
@@ -660,7 +662,7 @@ impl Tcp {
                 return;
             }
         };
-        if meta.verify_checksum && !checksum::verify(meta.src, meta.dst, proto::TCP, &packet) {
+        if meta.verify_checksum && !verify_segment(&meta, &packet) {
             self.shared.stats.in_csum_errors += 1;
             self.shared.stats.in_errs += 1;
             return;
@@ -951,9 +953,11 @@ impl Tcp {
             };
             let retransmission = c.conn.retransmitted() != retrans_before;
             let (local, remote) = (c.conn.local(), c.conn.remote());
-            let packet = match build_segment(&self.pool, local, remote, &out, |dst| {
-                c.conn.copy_payload(&out, dst)
-            }) {
+            let payload = match c.conn.shared_payload(&out) {
+                Some((block, range)) => Payload::Share(block, range),
+                None => Payload::Copy(&|dst| c.conn.copy_payload(&out, dst)),
+            };
+            let packet = match build_segment(&self.pool, local, remote, &out, payload) {
                 Ok(p) => p,
                 Err(_) => {
                     // No buffer: the segment counts as lost; the retransmission timer
@@ -994,7 +998,7 @@ impl Tcp {
             payload_offset: 0,
             payload_len: 0,
         };
-        match build_segment(&self.pool, local, remote, &out, |_| 0) {
+        match build_segment(&self.pool, local, remote, &out, Payload::Copy(&|_| 0)) {
             Ok(packet) => {
                 self.count_out(&out, false);
                 let _ = send_down(now, packet, local, remote, ip, links);
@@ -1036,34 +1040,67 @@ impl Tcp {
 /// Entries of [`Tcp`]'s demux cache.
 const DEMUX_WAYS: usize = 8;
 
-/// Builds the packet for one segment: header, payload copied from the send buffer by
-/// `fill`, and the partial checksum (the pseudo-header's sum), which the IP layer finishes
-/// unless the device offloads it ([`SendOptions::checksum_at`]).
+/// Whether a received segment's checksum is right: over its own bytes, and over its
+/// payload's fragment too if the sender shared one instead of copying it.
+fn verify_segment(meta: &IpMeta, packet: &PacketBuf) -> bool {
+    if packet.is_linear() {
+        checksum::verify(meta.src, meta.dst, proto::TCP, packet)
+    } else {
+        checksum::verify_parts(meta.src, meta.dst, proto::TCP, packet, packet.frag())
+    }
+}
+
+/// Where a segment's payload comes from.
+enum Payload<'a> {
+    /// Copied into the packet's buffer by the function, which returns how many bytes it
+    /// wrote.
+    Copy(&'a dyn Fn(&mut [u8]) -> usize),
+    /// Attached to the packet without a copy: part of a send-buffer block
+    /// ([`Connection::shared_payload`](super::conn::Connection::shared_payload)).
+    Share(&'a Arc<[u8]>, Range<usize>),
+}
+
+/// Builds the packet for one segment: the header, the payload (copied, or attached from the
+/// send buffer), and the partial checksum (the pseudo-header's sum), which the IP layer
+/// finishes unless the device offloads it ([`SendOptions::checksum_at`]).
 fn build_segment(
     pool: &PacketPool,
     local: SocketAddr,
     remote: SocketAddr,
     out: &Outgoing,
-    fill: impl FnOnce(&mut [u8]) -> usize,
+    payload: Payload<'_>,
 ) -> Result<PacketBuf, Error> {
     let header_len = out.header.wire_len();
     debug_assert!(header_len <= MAX_HEADER_LEN);
     let len = header_len + out.payload_len;
-    let mut packet = pool.alloc(len)?;
-    // Write into the tailroom and commit it, rather than `append`, which would zero the
-    // bytes first only for the payload copy to overwrite them.
-    let bytes = &mut packet.tailroom_mut()[..len];
-    out.header.write(&mut bytes[..header_len]);
-    fill(&mut bytes[header_len..]);
+    let too_long = |_| Error::MessageTooLong {
+        len,
+        max: pool.max_packet(),
+    };
     let partial = checksum::partial(local.ip(), remote.ip(), proto::TCP, len);
-    bytes[16..18].copy_from_slice(&partial);
-    packet
-        .commit_tailroom(len)
-        .map_err(|_| Error::MessageTooLong {
-            len,
-            max: pool.max_packet(),
-        })?;
-    Ok(packet)
+    match payload {
+        Payload::Copy(fill) => {
+            let mut packet = pool.alloc(len)?;
+            // Write into the tailroom and commit it, rather than `append`, which would zero
+            // the bytes first only for the payload copy to overwrite them.
+            let bytes = &mut packet.tailroom_mut()[..len];
+            out.header.write(&mut bytes[..header_len]);
+            fill(&mut bytes[header_len..]);
+            bytes[16..18].copy_from_slice(&partial);
+            packet.commit_tailroom(len).map_err(too_long)?;
+            Ok(packet)
+        }
+        Payload::Share(block, range) => {
+            // Only the header is in the packet's own (small) buffer.
+            let mut packet = pool.alloc(header_len)?;
+            let bytes = &mut packet.tailroom_mut()[..header_len];
+            out.header.write(bytes);
+            bytes[16..18].copy_from_slice(&partial);
+            packet.commit_tailroom(header_len).map_err(too_long)?;
+            packet.attach(block, range).map_err(too_long)?;
+            Ok(packet)
+        }
+    }
 }
 
 fn send_down<L: Links>(
