@@ -1495,12 +1495,14 @@ impl Connection {
         // longer, and holding it back would hold back the next block's full segments too.
         // Segments smaller than SHARE_MIN are never shared, so with such an MSS (1460 on
         // Ethernet-sized paths) the stream is cut only by the MSS, as usual.
-        let (in_block, more_blocks) = self.send_buf.contiguous_at(offset as usize);
-        let block_cut =
-            more_blocks && (in_block as u32) < len && self.snd_mss as usize >= SHARE_MIN;
-        if block_cut {
-            len = in_block as u32;
-        }
+        let block_cut = len > 0 && self.snd_mss as usize >= SHARE_MIN && {
+            let (in_block, more_blocks) = self.send_buf.contiguous_at(offset as usize);
+            let cut = more_blocks && (in_block as u32) < len;
+            if cut {
+                len = in_block as u32;
+            }
+            cut
+        };
 
         if self.probe_now {
             self.probe_now = false;

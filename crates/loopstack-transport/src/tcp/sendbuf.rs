@@ -222,6 +222,11 @@ impl SendBuffer {
 
     /// The chunk holding the byte at `offset`, and where in its block that byte is.
     fn locate(&self, offset: usize) -> Option<(usize, usize)> {
+        // Nearly always the front chunk: segments are built from SND.UNA or just after.
+        let front = self.chunks.front()?;
+        if offset < front.len() {
+            return Some((0, front.start + offset));
+        }
         let mut skipped = 0;
         for (i, c) in self.chunks.iter().enumerate() {
             if offset < skipped + c.len() {
@@ -238,6 +243,12 @@ impl SendBuffer {
         let Some((first, at)) = self.locate(offset) else {
             return 0;
         };
+        let c = &self.chunks[first];
+        if at + out.len() <= c.end {
+            // All in one block, as every segment of a small exchange is: one copy.
+            out.copy_from_slice(&c.block[at..at + out.len()]);
+            return out.len();
+        }
         let mut n = 0;
         for (i, c) in self.chunks.range(first..).enumerate() {
             if n == out.len() {
