@@ -171,7 +171,7 @@ impl SendBuffer {
             self.chunks.reserve(self.max_blocks());
             self.spare.reserve(self.max_blocks());
             for _ in 0..self.max_blocks() {
-                self.spare.push(Arc::from(vec![0u8; self.block_size]));
+                self.spare.push(self.new_block());
             }
         }
         let mut rest = &data[..n];
@@ -217,6 +217,11 @@ impl SendBuffer {
         if self.blocks() >= self.max_blocks() && !self.spare.is_empty() {
             self.spare.remove(0);
         }
+        self.new_block()
+    }
+
+    /// A newly allocated, zeroed block.
+    fn new_block(&self) -> Arc<[u8]> {
         Arc::from(vec![0u8; self.block_size])
     }
 

@@ -1078,29 +1078,26 @@ fn build_segment(
         max: pool.max_packet(),
     };
     let partial = checksum::partial(local.ip(), remote.ip(), proto::TCP, len);
-    match payload {
-        Payload::Copy(fill) => {
-            let mut packet = pool.alloc(len)?;
-            // Write into the tailroom and commit it, rather than `append`, which would zero
-            // the bytes first only for the payload copy to overwrite them.
-            let bytes = &mut packet.tailroom_mut()[..len];
-            out.header.write(&mut bytes[..header_len]);
-            fill(&mut bytes[header_len..]);
-            bytes[16..18].copy_from_slice(&partial);
-            packet.commit_tailroom(len).map_err(too_long)?;
-            Ok(packet)
-        }
-        Payload::Share(block, range) => {
-            // Only the header is in the packet's own (small) buffer.
-            let mut packet = pool.alloc(header_len)?;
-            let bytes = &mut packet.tailroom_mut()[..header_len];
-            out.header.write(bytes);
-            bytes[16..18].copy_from_slice(&partial);
-            packet.commit_tailroom(header_len).map_err(too_long)?;
-            packet.attach(block, range).map_err(too_long)?;
-            Ok(packet)
-        }
+    // The bytes in the packet's own buffer: everything, or only the header when the
+    // payload is attached from the send buffer instead.
+    let own = match payload {
+        Payload::Copy(_) => len,
+        Payload::Share(..) => header_len,
+    };
+    let mut packet = pool.alloc(own)?;
+    // Write into the tailroom and commit it, rather than `append`, which would zero the
+    // bytes first only for the payload copy to overwrite them.
+    let bytes = &mut packet.tailroom_mut()[..own];
+    out.header.write(&mut bytes[..header_len]);
+    bytes[16..18].copy_from_slice(&partial);
+    if let Payload::Copy(fill) = payload {
+        fill(&mut bytes[header_len..]);
     }
+    packet.commit_tailroom(own).map_err(too_long)?;
+    if let Payload::Share(block, range) = payload {
+        packet.attach(block, range).map_err(too_long)?;
+    }
+    Ok(packet)
 }
 
 fn send_down<L: Links>(
