@@ -14,15 +14,17 @@
 //! - Nagle: off in the ping-pong scenarios (`TcpConfig::nodelay`, which every new
 //!   connection of the stack inherits, as `Tcp::set_nodelay` would set it per socket); on
 //!   (the default, as in smoltcp) in the bulk scenario, where every write is a full chunk.
-//! - Delayed ACK: 10 ms in the ping-pong scenarios (`TcpConfig::ack_delay`), smoltcp's
-//!   default, which the smoltcp side keeps. The ACK of each message then rides on the
+//! - Delayed ACK: 10 ms in every TCP scenario (`TcpConfig::ack_delay`), smoltcp's default,
+//!   which the smoltcp side keeps. In ping-pong the ACK of each message then rides on the
 //!   answer: two segments per round trip instead of four (a data segment and a bare ACK
-//!   each way), which is 40% fewer instructions per round trip. In the bulk scenario it
-//!   stays at loopstack's default, zero: every batch of input is acknowledged at the end of
-//!   the poll that brought it. loopstack's delayed ACK has no "acknowledge at least every
-//!   second full-sized segment" rule (RFC 5681 4.2), so with a 10 ms delay a sender whose
-//!   64 KiB window is full waits for the timer: bulk fell from about 4.5 GB/s to 0.07 GB/s.
-//!   smoltcp acknowledges at once when a full segment waits, which is what zero does here.
+//!   each way), which is 40% fewer instructions per round trip. In bulk the data of a
+//!   64 KiB chunk is acknowledged by the window update that the reader's 64 KiB read sends
+//!   (RFC 9293 3.8.6.2.2): three segments per chunk instead of four. Bulk used to run with
+//!   no delay, because with 10 ms it measured 0.07 GB/s and later 4.2 GB/s; neither was
+//!   the delay's doing. The first was Nagle holding the short last segment of each chunk
+//!   until the delayed ACK came (segments now end at send-buffer block ends, and such a
+//!   segment counts as full); the second was where the send buffer's blocks happened to
+//!   land in memory (`rep movsb` and 4 KiB aliasing, docs/benchmarks.md, item 9).
 //! - UDP: the default receive queue bounds (1024 datagrams, 212,992 bytes, Linux's
 //!   `rmem_default`) and `lo`'s default ring (1000 packets). A burst is sent in rounds that
 //!   fit all three, so nothing is dropped whatever `n` is; [`BURST`](super::BURST) = 32
@@ -50,9 +52,9 @@ use super::{Bulk, Family, OneWay, PingPong, BULK_CHUNK, SOCKET_BUFFER, WARM_UP};
 const TICK: Duration = Duration::from_micros(1);
 /// Polls in a row that move nothing before a scenario gives up.
 pub const MAX_IDLE_POLLS: usize = 100_000;
-/// The delayed-ACK timer of the ping-pong scenarios: smoltcp's default, which the smoltcp
-/// side keeps.
-const PING_PONG_ACK_DELAY: Duration = Duration::from_millis(10);
+/// The delayed-ACK timer of every TCP scenario: smoltcp's default, which the smoltcp side
+/// keeps.
+const ACK_DELAY: Duration = Duration::from_millis(10);
 /// The server's port (and the UDP client's is the next one).
 const PORT: u16 = 7000;
 
@@ -198,9 +200,9 @@ struct TcpBulk {
 
 /// A connected TCP bulk scenario over `family`'s loopback, warmed up.
 pub fn tcp_bulk(family: Family) -> impl Bulk {
-    // Nagle stays on (the default, as in smoltcp): every write is a full chunk. ACKs go at
-    // the end of each batch of input (see the module documentation for why not delayed).
-    let mut host = Host::tcp(false, Duration::ZERO);
+    // Nagle stays on (the default, as in smoltcp): every write is a full chunk. ACKs are
+    // delayed as in smoltcp; the reader's window update carries them (module docs).
+    let mut host = Host::tcp(false, ACK_DELAY);
     let (client, server) = host.tcp_pair(family);
     let mut bulk = TcpBulk {
         host,
@@ -311,7 +313,7 @@ pub fn tcp_ping_pong(family: Family, size: usize) -> impl PingPong {
     assert!(size > 0, "a TCP message has at least one byte");
     // Nagle off; the ACK of each message rides on the answer (see the module
     // documentation).
-    let mut host = Host::tcp(true, PING_PONG_ACK_DELAY);
+    let mut host = Host::tcp(true, ACK_DELAY);
     let (client, server) = host.tcp_pair(family);
     let mut pp = TcpPingPong {
         host,

@@ -50,7 +50,8 @@
 //!
 //! Memory: all [`max_blocks`](SendBuffer::max_blocks) blocks are allocated at the first
 //! write: enough for a full buffer plus [`PIN_MAX`] held by readers (64 KiB of capacity
-//! takes six 64 KiB blocks; the default 1 MiB, 21). At most `PIN_MAX` are shared at once;
+//! takes six 64 KiB blocks; the default 1 MiB, 21), each with 4 KiB of padding that puts
+//! its first byte at the same place in a page wherever it was allocated (see `Block`). At most `PIN_MAX` are shared at once;
 //! past that, segments are copied, so a free block is always there for the next write and
 //! the buffer never allocates again, however slowly the other end reads.
 
@@ -71,9 +72,62 @@ pub const PIN_MAX: usize = 4;
 /// holding the block and counting its references.
 pub const SHARE_MIN: usize = 2048;
 
+/// Where a block's bytes start, modulo 4 KiB: half a page from the application's buffers
+/// in the common case (see [`Block`]).
+const BLOCK_PAGE_OFFSET: usize = 2048;
+
+/// One block: `size` bytes of `bytes` from `base` on.
+///
+/// A block of 4 KiB or more starts [`BLOCK_PAGE_OFFSET`] bytes into a 4 KiB page, whatever
+/// address the allocator returned. glibc copies large blocks with `rep movsb`, which on
+/// the AMD CPUs we benchmark on runs about fifteen times slower when the destination is 1
+/// to 31 bytes ahead of the source modulo 4 KiB (docs/benchmarks.md). Where a block landed
+/// used to be luck: with six blocks 32 bytes apart modulo 4 KiB, one of them met an
+/// application buffer in that window often enough to halve a bulk transfer in some runs
+/// and not others. At a fixed half-page offset, a copy in or out is slow only for an
+/// application buffer that itself starts within 31 bytes of half a page; buffers from
+/// `mmap` (every large one) start 16 bytes into a page, far from it. The cost is 4 KiB of
+/// padding per 64 KiB block.
+struct Block {
+    bytes: Arc<[u8]>,
+    base: usize,
+}
+
+impl Block {
+    /// A zeroed block of `size` bytes.
+    fn new(size: usize) -> Self {
+        if size < 4096 {
+            return Block {
+                bytes: Arc::from(vec![0u8; size]),
+                base: 0,
+            };
+        }
+        let bytes: Arc<[u8]> = Arc::from(vec![0u8; size + 4096]);
+        let at = bytes.as_ptr() as usize % 4096;
+        let base = (BLOCK_PAGE_OFFSET + 4096 - at) % 4096;
+        Block { bytes, base }
+    }
+
+    /// Whether a packet or a reader holds the block besides its buffer.
+    fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.bytes) > 1
+    }
+
+    /// The block's bytes, writable while nothing else holds them.
+    fn bytes_mut(&mut self, size: usize) -> Option<&mut [u8]> {
+        let base = self.base;
+        Arc::get_mut(&mut self.bytes).map(|b| &mut b[base..base + size])
+    }
+
+    /// The bytes at `range` of the block.
+    fn get(&self, range: Range<usize>) -> &[u8] {
+        &self.bytes[self.base + range.start..self.base + range.end]
+    }
+}
+
 /// Part of one block: the bytes of the stream it holds.
 struct Chunk {
-    block: Arc<[u8]>,
+    block: Block,
     /// First byte still held (earlier ones are acknowledged).
     start: usize,
     /// One past the last byte written.
@@ -94,7 +148,7 @@ pub struct SendBuffer {
     /// The stream, oldest first; offset 0 is the front chunk's `start`.
     chunks: VecDeque<Chunk>,
     /// Blocks no longer in the stream, to be reused once no packet holds them.
-    spare: Vec<Arc<[u8]>>,
+    spare: Vec<Block>,
     /// Size of every block.
     block_size: usize,
     /// Where in its block the next byte written goes: the stream offset of that byte
@@ -131,9 +185,8 @@ impl SendBuffer {
 
     /// Blocks that a packet or a reader holds besides this buffer.
     fn pinned(&self) -> usize {
-        let held = |b: &Arc<[u8]>| Arc::strong_count(b) > 1;
-        self.chunks.iter().filter(|c| held(&c.block)).count()
-            + self.spare.iter().filter(|b| held(b)).count()
+        self.chunks.iter().filter(|c| c.block.is_shared()).count()
+            + self.spare.iter().filter(|b| b.is_shared()).count()
     }
 
     /// Blocks held now, in the stream and spare together.
@@ -178,8 +231,8 @@ impl SendBuffer {
         while !rest.is_empty() {
             if let Some(tail) = self.chunks.back_mut() {
                 // The tail block takes more only while no packet shares it.
-                if tail.end < tail.block.len() {
-                    if let Some(bytes) = Arc::get_mut(&mut tail.block) {
+                if tail.end < self.block_size {
+                    if let Some(bytes) = tail.block.bytes_mut(self.block_size) {
                         let k = rest.len().min(bytes.len() - tail.end);
                         bytes[tail.end..tail.end + k].copy_from_slice(&rest[..k]);
                         tail.end += k;
@@ -202,13 +255,9 @@ impl SendBuffer {
 
     /// A block of the current size that nothing else holds: a spare one if one is free, a
     /// new one otherwise.
-    fn fresh_block(&mut self) -> Arc<[u8]> {
+    fn fresh_block(&mut self) -> Block {
         // The first spare no reader pins.
-        if let Some(i) = self
-            .spare
-            .iter_mut()
-            .position(|b| Arc::get_mut(b).is_some())
-        {
+        if let Some(i) = self.spare.iter().position(|b| !b.is_shared()) {
             return self.spare.swap_remove(i);
         }
         // Not reached while `share_at` keeps at most PIN_MAX blocks pinned (the stream then
@@ -221,8 +270,8 @@ impl SendBuffer {
     }
 
     /// A newly allocated, zeroed block.
-    fn new_block(&self) -> Arc<[u8]> {
-        Arc::from(vec![0u8; self.block_size])
+    fn new_block(&self) -> Block {
+        Block::new(self.block_size)
     }
 
     /// The chunk holding the byte at `offset`, and where in its block that byte is.
@@ -251,7 +300,7 @@ impl SendBuffer {
         let c = &self.chunks[first];
         if at + out.len() <= c.end {
             // All in one block, as every segment of a small exchange is: one copy.
-            out.copy_from_slice(&c.block[at..at + out.len()]);
+            out.copy_from_slice(c.block.get(at..at + out.len()));
             return out.len();
         }
         let mut n = 0;
@@ -262,7 +311,7 @@ impl SendBuffer {
             // The first chunk from `offset`, the later ones from their start.
             let from = if i == 0 { at } else { c.start };
             let k = (out.len() - n).min(c.end - from);
-            out[n..n + k].copy_from_slice(&c.block[from..from + k]);
+            out[n..n + k].copy_from_slice(c.block.get(from..from + k));
             n += k;
         }
         n
@@ -289,14 +338,16 @@ impl SendBuffer {
         }
         let (i, at) = self.locate(offset)?;
         let c = &self.chunks[i];
-        let size = c.block.len();
+        let size = self.block_size;
         let worth = c.end == size || 2 * len >= size;
         // A block shared already (a retransmission) pins nothing more; any other may be
         // shared while fewer than PIN_MAX are, so that a free block is always at hand for
         // the next write. Past that, a slow reader gets copies: slower, never a stall or an
         // allocation.
-        let may_pin = Arc::strong_count(&c.block) > 1 || self.pinned() < PIN_MAX;
-        (at + len <= c.end && worth && may_pin).then_some((&c.block, at..at + len))
+        let may_pin = c.block.is_shared() || self.pinned() < PIN_MAX;
+        let base = c.block.base;
+        (at + len <= c.end && worth && may_pin)
+            .then_some((&c.block.bytes, base + at..base + at + len))
     }
 
     /// Drops `n` acknowledged bytes from the front (all of them if `n > len`).
@@ -321,7 +372,7 @@ impl SendBuffer {
     fn retire_front(&mut self) {
         if self.chunks.len() == 1 {
             if let Some(only) = self.chunks.front_mut() {
-                if Arc::get_mut(&mut only.block).is_some() {
+                if !only.block.is_shared() {
                     only.start = self.tail_at;
                     only.end = self.tail_at;
                     return;
@@ -333,7 +384,7 @@ impl SendBuffer {
         }
     }
 
-    fn keep_spare(&mut self, block: Arc<[u8]>) {
+    fn keep_spare(&mut self, block: Block) {
         if self.blocks() < self.max_blocks() {
             self.spare.push(block);
         }
@@ -463,7 +514,7 @@ mod tests {
         assert_eq!(&out, b"12345678");
         // A sealed (shared) tail does not move the next bytes: they go to a new block at
         // the offsets they would have had.
-        let pin = Arc::clone(&b.chunks[1].block);
+        let pin = Arc::clone(&b.chunks[1].block.bytes);
         b.write(b"xy");
         assert_eq!((b.chunks[2].start, b.chunks[2].end), (5, 7));
         drop(pin);
@@ -485,7 +536,7 @@ mod tests {
         assert_eq!(b.contiguous_at(SHARE_MIN), (SHARE_MIN, false));
         // Acknowledged while a packet still holds it: kept spare, not written into.
         b.consume(SHARE_MIN);
-        assert!(b.spare.iter().any(|s| Arc::ptr_eq(s, &held)));
+        assert!(b.spare.iter().any(|s| Arc::ptr_eq(&s.bytes, &held)));
         b.consume(SHARE_MIN);
         assert_eq!(b.write(&data[..10]), 10);
         let mut out = [0u8; 10];
@@ -509,14 +560,24 @@ mod tests {
         // Neither full nor half covered: not offered for sharing.
         assert!(b.share_at(0, SHARE_MIN).is_none());
         b.write(&[1u8; SHARE_MIN]);
-        let b0 = b.share_at(0, 2 * SHARE_MIN).map(|(_, r)| r);
-        assert_eq!(b0, Some(0..2 * SHARE_MIN), "half covered: worth sealing");
+        let b0 = b
+            .share_at(0, 2 * SHARE_MIN)
+            .map(|(block, r)| block[r].to_vec());
+        assert_eq!(
+            b0,
+            Some(vec![1u8; 2 * SHARE_MIN]),
+            "half covered: worth sealing"
+        );
         b.consume(SHARE_MIN);
         // A holder of the tail block (as a packet would be) makes it read-only.
-        let pin = Arc::clone(&b.chunks[0].block);
+        let pin = Arc::clone(&b.chunks[0].block.bytes);
+        let base = b.chunks[0].block.base;
         b.write(&[2u8; 4]);
         assert_eq!(b.chunks.len(), 2);
-        assert_eq!(&pin[2 * SHARE_MIN..2 * SHARE_MIN + 4], &[0u8; 4]);
+        assert_eq!(
+            &pin[base + 2 * SHARE_MIN..base + 2 * SHARE_MIN + 4],
+            &[0u8; 4]
+        );
         let mut out = [0u8; 6];
         assert_eq!(b.read_at(SHARE_MIN - 2, &mut out), 6);
         assert_eq!(out, [1, 1, 2, 2, 2, 2]);
@@ -544,6 +605,34 @@ mod tests {
         pins.clear();
         b.write(&[8u8; SHARE_MIN]);
         assert!(b.share_at(0, SHARE_MIN).is_some());
+    }
+
+    #[test]
+    fn large_blocks_start_half_a_page_in_wherever_they_were_allocated() {
+        // Whatever addresses the allocator hands out, every block of 4 KiB or more puts its
+        // first byte at BLOCK_PAGE_OFFSET modulo 4 KiB, so a shared range's address modulo
+        // 4 KiB follows from its stream offset alone.
+        let mut b = SendBuffer::new(4 * BLOCK);
+        let data = vec![3u8; 4 * BLOCK];
+        assert_eq!(b.write(&data), 4 * BLOCK);
+        for block in b.chunks.iter().map(|c| &c.block).chain(&b.spare) {
+            let first = block.bytes.as_ptr() as usize + block.base;
+            assert_eq!(first % 4096, BLOCK_PAGE_OFFSET);
+            assert!(block.base + BLOCK <= block.bytes.len());
+        }
+        for offset in [0, BLOCK, 2 * BLOCK + 100] {
+            let (block, range) = b.share_at(offset, SHARE_MIN).unwrap();
+            let at = block[range].as_ptr() as usize;
+            assert_eq!(
+                at % 4096,
+                (BLOCK_PAGE_OFFSET + offset) % 4096,
+                "offset {offset}"
+            );
+        }
+        // Small blocks are not padded.
+        let mut small = SendBuffer::new(100);
+        small.write(b"x");
+        assert_eq!(small.chunks[0].block.bytes.len(), 128);
     }
 
     #[test]
