@@ -51,7 +51,8 @@
 //! Memory: all [`max_blocks`](SendBuffer::max_blocks) blocks are allocated at the first
 //! write: enough for a full buffer plus [`PIN_MAX`] held by readers (64 KiB of capacity
 //! takes six 64 KiB blocks; the default 1 MiB, 21), each with 4 KiB of padding that puts
-//! its first byte at the same place in a page wherever it was allocated (see `Block`). At most `PIN_MAX` are shared at once;
+//! its first byte at the same place in a page wherever it was allocated (see `Block`). At
+//! most `PIN_MAX` are shared at once;
 //! past that, segments are copied, so a free block is always there for the next write and
 //! the buffer never allocates again, however slowly the other end reads.
 
@@ -83,8 +84,8 @@ const BLOCK_PAGE_OFFSET: usize = 2048;
 /// the AMD CPUs we benchmark on runs about fifteen times slower when the destination is 1
 /// to 31 bytes ahead of the source modulo 4 KiB (docs/benchmarks.md). Where a block landed
 /// used to be luck: with six blocks 32 bytes apart modulo 4 KiB, one of them met an
-/// application buffer in that window often enough to halve a bulk transfer in some runs
-/// and not others. At a fixed half-page offset, a copy in or out is slow only for an
+/// application buffer in that window often enough to cut a bulk transfer to a third of
+/// its speed in some runs and not others. At a fixed half-page offset, a copy in or out is slow only for an
 /// application buffer that itself starts within 31 bytes of half a page; buffers from
 /// `mmap` (every large one) start 16 bytes into a page, far from it. The cost is 4 KiB of
 /// padding per 64 KiB block.
