@@ -152,6 +152,16 @@ impl Idle {
         self.polls = 0;
     }
 
+    /// A round of polling ended: `moved` says whether it changed anything.
+    #[track_caller]
+    fn round(&mut self, moved: bool) {
+        if moved {
+            self.progressed();
+        } else {
+            self.stalled();
+        }
+    }
+
     /// A poll moved nothing.
     #[track_caller]
     fn stalled(&mut self) {
@@ -280,11 +290,7 @@ impl Bulk for TcpBulk {
                     Err(e) => panic!("TCP bulk: recv: {e}"),
                 }
             }
-            if (self.written, self.read) == before {
-                idle.stalled();
-            } else {
-                idle.progressed();
-            }
+            idle.round((self.written, self.read) != before);
         }
         assert_eq!(self.read, read_end, "TCP bulk: byte count");
     }
@@ -353,11 +359,7 @@ fn tcp_exchange(host: &mut Host, from: TcpHandle, to: TcpHandle, data: &[u8], ou
                 Err(e) => panic!("TCP ping-pong: recv: {e}"),
             }
         }
-        if (sent, got) == before {
-            idle.stalled();
-        } else {
-            idle.progressed();
-        }
+        idle.round((sent, got) != before);
     }
 }
 
@@ -574,11 +576,7 @@ impl OneWay for UdpOneWay {
                     Err(e) => panic!("UDP one-way: recv_from: {e}"),
                 }
             }
-            if (self.sent, self.received) == before {
-                idle.stalled();
-            } else {
-                idle.progressed();
-            }
+            idle.round((self.sent, self.received) != before);
         }
         assert_eq!(self.received, recv_end, "UDP one-way: datagram count");
     }
