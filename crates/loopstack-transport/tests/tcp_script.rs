@@ -294,6 +294,57 @@ rule! {
     }
 }
 
+/// The default configuration with a delayed ACK of `delay`.
+fn delayed_ack(delay: Duration) -> TcpConfig {
+    TcpConfig {
+        ack_delay: delay,
+        ..TcpConfig::default()
+    }
+}
+
+rule! {
+    /// RFC 9293 3.8.6.3 and RFC 1122 4.2.3.2: with `ack_delay` set, in-order text that is
+    /// less than two full-sized segments waits for the delayed-ACK timer, and one ACK then
+    /// covers everything that arrived meanwhile.
+    fn delayed_ack_waits_for_its_timer(f) {
+        let mut t = Script::established_with(f, delayed_ack(ms(40)), Script::peer_syn_ack(f));
+        t.recv(seg().ack().seq(IRS + 1).ack_n(ISS + 1).len(100));
+        t.expect_nothing();
+        assert_eq!(t.timer_in(), Some(ms(40)));
+        t.advance(ms(10));
+        t.recv(seg().ack().seq(IRS + 101).ack_n(ISS + 1).len(100));
+        t.expect_nothing();
+        assert_eq!(t.timer_in(), Some(ms(30)), "the second segment does not restart it");
+        assert_eq!(t.fire(), ms(30));
+        t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 201));
+        t.expect_nothing();
+        assert_eq!(t.timer_in(), None);
+    }
+}
+
+rule! {
+    /// RFC 5681 4.2 (RFC 1122 4.2.3.2): however long the delay, an ACK goes out for at
+    /// least every second full-sized segment, without waiting for the timer. Full-sized is
+    /// the largest segment the peer has sent.
+    fn delayed_ack_goes_for_every_second_full_sized_segment(f) {
+        let mss = f.mss() as usize;
+        let full = f.mss();
+        let mut t = Script::established_with(f, delayed_ack(ms(200)), Script::peer_syn_ack(f));
+        t.recv(seg().ack().seq(IRS + 1).ack_n(ISS + 1).len(mss));
+        t.expect_nothing();
+        t.recv(seg().ack().seq(IRS + 1 + full).ack_n(ISS + 1).len(mss));
+        t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 1 + 2 * full));
+        t.expect_nothing();
+        assert_eq!(t.timer_in(), None, "nothing left to acknowledge");
+        t.recv(seg().ack().seq(IRS + 1 + 2 * full).ack_n(ISS + 1).len(mss));
+        t.expect_nothing();
+        t.recv(seg().ack().seq(IRS + 1 + 3 * full).ack_n(ISS + 1).len(mss));
+        t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 1 + 4 * full));
+        t.expect_nothing();
+        assert_eq!(t.read_all().len(), 4 * mss);
+    }
+}
+
 rule! {
     /// RFC 5681 4.2 and RFC 9293 3.10.7.4: a segment beyond RCV.NXT is kept and answered at
     /// once with a duplicate ACK (what drives the sender's fast retransmit); nothing reaches

@@ -262,6 +262,10 @@ pub struct Connection {
     snd_mss: u32,
     /// The MSS we advertise: what our route's MTU allows.
     our_mss: u32,
+    /// The largest segment the peer has sent, capped at `our_mss`: what counts as
+    /// "full-sized" for the delayed-ACK rule (Linux's `icsk_ack.rcv_mss`). It starts at the
+    /// default MSS, as the peer's real one shows only in what it sends.
+    rcv_mss: u32,
 
     send_buf: SendBuffer,
     recv_q: RecvQueue,
@@ -372,6 +376,7 @@ impl Connection {
             timeout_tsval: None,
             snd_mss: default_mss(v6).min(our_mss),
             our_mss,
+            rcv_mss: default_mss(v6).min(our_mss),
             send_buf: SendBuffer::new(config.send_buffer),
             recv_q: RecvQueue::new(),
             ooo: OutOfOrder::new(config.max_out_of_order),
@@ -1174,9 +1179,15 @@ impl Connection {
                         self.recv_q.push(p);
                     }
                 }
-                if had_gap || ctx.config.ack_delay.is_zero() {
-                    // RFC 5681 4.2: acknowledge at once when a gap fills. With no delay
-                    // configured, the ACK goes at the end of this batch of input.
+                self.rcv_mss = self.rcv_mss.max(len.min(self.our_mss));
+                // RFC 5681 4.2 (and RFC 1122 4.2.3.2): a delayed ACK must still go out for
+                // at least every second full-sized segment, so a sender whose window is
+                // not freed by a read does not wait for the timer. "More than one
+                // full-sized segment unacknowledged" is Linux's test for it.
+                let second_full = self.rcv_nxt - self.last_ack_sent > self.rcv_mss;
+                if had_gap || second_full || ctx.config.ack_delay.is_zero() {
+                    // RFC 5681 4.2 also says to acknowledge at once when a gap fills. With
+                    // no delay configured, the ACK goes at the end of this batch of input.
                     self.ack_now = true;
                 } else if self.ack_at.is_none() {
                     self.ack_at = Some(now + ctx.config.ack_delay);
