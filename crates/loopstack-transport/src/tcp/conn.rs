@@ -1183,7 +1183,10 @@ impl Connection {
                 // RFC 5681 4.2 (and RFC 1122 4.2.3.2): a delayed ACK must still go out for
                 // at least every second full-sized segment, so a sender whose window is
                 // not freed by a read does not wait for the timer. "More than one
-                // full-sized segment unacknowledged" is Linux's test for it.
+                // full-sized segment unacknowledged" is Linux's test for it, and smoltcp's.
+                // Linux also puts this ACK off until the application's next read when the
+                // window it would advertise has shrunk; this stack follows the RFC and
+                // sends it at once, so the sender's clock keeps going whatever the reader does.
                 let second_full = self.rcv_nxt - self.last_ack_sent > self.rcv_mss;
                 if had_gap || second_full || ctx.config.ack_delay.is_zero() {
                     // RFC 5681 4.2 also says to acknowledge at once when a gap fills. With
