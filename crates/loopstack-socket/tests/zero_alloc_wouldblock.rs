@@ -5,6 +5,8 @@
 //! One test per file, so that no other test allocates while this one counts.
 
 use std::io::{ErrorKind, Read};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use loopstack_socket::{Net, TcpListener, TcpStream, UdpSocket};
 use loopstack_testkit::{allocations_during, CountingAllocator};
@@ -12,8 +14,33 @@ use loopstack_testkit::{allocations_during, CountingAllocator};
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
+/// Makes this thread wait once for a `parking_lot` lock that another thread holds.
+///
+/// parking_lot allocates a thread's bookkeeping (and may grow its global table) the first
+/// time that thread has to wait. The stack's timer thread takes the stack's lock when it
+/// wakes, so on a loaded machine a socket call can meet it there: once per thread, not per
+/// call. An event loop has long paid that by the time it polls in its steady state; this
+/// pays it before the count starts, so the count sees only what each call costs.
+fn wait_once_for_a_lock() {
+    let lock = Arc::new(parking_lot::Mutex::new(()));
+    let (held, taken) = mpsc::channel();
+    let holder = {
+        let lock = Arc::clone(&lock);
+        std::thread::spawn(move || {
+            let _guard = lock.lock();
+            held.send(()).unwrap();
+            // Long enough that the other thread stops spinning and parks.
+            std::thread::sleep(Duration::from_millis(20));
+        })
+    };
+    taken.recv().unwrap();
+    drop(lock.lock());
+    holder.join().unwrap();
+}
+
 #[test]
 fn would_block_allocates_nothing() {
+    wait_once_for_a_lock();
     let net = Net::new().unwrap();
     let udp = UdpSocket::bind(&net, "127.0.0.1:0").unwrap();
     udp.set_nonblocking(true).unwrap();
