@@ -1181,8 +1181,8 @@ impl Connection {
                 }
                 self.rcv_mss = self.rcv_mss.max(len.min(self.our_mss));
                 // RFC 5681 4.2 (and RFC 1122 4.2.3.2): a delayed ACK must still go out for
-                // at least every second full-sized segment, so a sender whose window is
-                // not freed by a read does not wait for the timer. "More than one
+                // at least every second full-sized segment, so a sender whose receiver
+                // reads slowly is not held up for the whole delay. "More than one
                 // full-sized segment unacknowledged" is Linux's test for it, and smoltcp's.
                 // Linux also puts this ACK off until the application's next read when the
                 // window it would advertise has shrunk; this stack follows the RFC and
