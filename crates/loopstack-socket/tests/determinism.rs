@@ -8,9 +8,7 @@
 //! echo, IPv4 and IPv6, and several connections at once (so any iteration over a hash map
 //! would show up as a different packet order).
 
-use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use loopstack_link::{
@@ -18,27 +16,14 @@ use loopstack_link::{
     PcapWriter,
 };
 use loopstack_socket::{Stack, StackConfig};
+use loopstack_testkit::SharedBuf;
 use loopstack_transport::Error;
-
-/// A capture sink the test can read after the stack has written to it.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 const BYTES: usize = 200_000;
 
 /// Runs the scenario with `seed` and returns the capture.
 fn capture(seed: u64) -> Vec<u8> {
-    let sink = Shared::default();
+    let sink = SharedBuf::default();
     let lo = Loopback::with_config(LoopbackConfig {
         mtu: 1500,
         ..LoopbackConfig::default()
@@ -136,8 +121,7 @@ fn capture(seed: u64) -> Vec<u8> {
         assert!(now < limit, "seed {seed}: stalled at {echoed:?} of {BYTES}");
     }
     drop(s);
-    let bytes = sink.0.lock().unwrap().clone();
-    bytes
+    sink.bytes()
 }
 
 /// Pcap records in a capture (after the 24-byte global header).

@@ -3,13 +3,12 @@
 //! `lo`'s ring drops packets (out-of-order arrival, retransmission), and through a capture,
 //! which must see every packet whole.
 
-use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use loopstack_link::{Instant, Loopback, LoopbackConfig, PcapMode, PcapWriter};
 use loopstack_socket::{BoxedDevice, Stack, StackConfig};
+use loopstack_testkit::SharedBuf;
 use loopstack_transport::tcp::TcpHandle;
 
 const CHUNK: usize = 64 * 1024;
@@ -136,31 +135,17 @@ fn shared_payloads_survive_a_ring_that_drops() {
     }
 }
 
-/// A `Write` whose bytes the test can still read after the stack owns the writer.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_capture_sees_every_packet_whole() {
     for server in servers() {
-        let sink = Shared::default();
+        let sink = SharedBuf::default();
         let lo = Loopback::with_config(LoopbackConfig::default()).unwrap();
         let lo: BoxedDevice =
             Box::new(PcapWriter::new(lo, sink.clone(), PcapMode::TxOnly).unwrap());
         let mut s = Stack::with_loopback(small_buffers(), lo).unwrap();
         let (c, a) = connect(&mut s, Instant::ZERO, server);
         transfer(&mut s, c, a, 8);
-        let pcap = sink.0.lock().unwrap();
+        let pcap = sink.bytes();
         let mut at = 24;
         let (mut records, mut full_size) = (0, 0);
         while at < pcap.len() {

@@ -20,6 +20,9 @@
 //! Only allocations made by threads that are *measuring* are counted, so the test harness's
 //! own threads do not disturb the count. Threads a test spawns opt in with
 //! [`start_measuring`] and [`stop_measuring`].
+//!
+//! [`SharedBuf`] is a writer the test keeps reading after it handed a clone to the code
+//! under test (a pcap capture's sink, say).
 
 // A global allocator can only be written with `unsafe`. This one is the only `unsafe` in
 // the workspace, and it forwards every call to the system allocator unchanged.
@@ -27,7 +30,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -90,4 +95,33 @@ pub fn allocations_during(f: impl FnOnce()) -> u64 {
     f();
     stop_measuring();
     allocations() - before
+}
+
+/// A `Write` whose bytes the test can still read after the code under test owns a clone of
+/// it: every clone appends to the same buffer.
+#[derive(Debug, Clone, Default)]
+pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    /// A copy of everything written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // A writer that panicked mid-append leaves whole bytes behind: still worth reading.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }

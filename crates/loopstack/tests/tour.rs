@@ -3,28 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
 use loopstack::link::FaultConfig;
 use loopstack::tour::{self, TourOptions, TourReport};
+use loopstack_testkit::SharedBuf;
 
 /// A file in the test directory, named per process so concurrent runs never share one.
 fn tmp(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-{name}", std::process::id()))
-}
-
-/// A capture sink the test reads after the tour has dropped its end.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Runs the tour and writes its capture to `name` in the test directory.
@@ -32,7 +18,7 @@ fn tour_to_file(options: &TourOptions, name: &str) -> (TourReport, PathBuf) {
     let pcap = SharedBuf::default();
     let report = tour::run(options, &mut std::io::sink(), std::io::sink(), pcap.clone()).unwrap();
     let path = tmp(name);
-    std::fs::write(&path, &*pcap.0.lock().unwrap()).unwrap();
+    std::fs::write(&path, pcap.bytes()).unwrap();
     (report, path)
 }
 

@@ -753,22 +753,9 @@ fn pct(p: f64) -> String {
 mod tests {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     use loopstack_buf::PacketPool;
+    use loopstack_testkit::SharedBuf;
 
     use super::*;
-
-    /// A capture sink the test can read after the tour dropped its end.
-    #[derive(Clone, Default)]
-    struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for SharedBuf {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     struct Run {
         report: TourReport,
@@ -782,7 +769,7 @@ mod tests {
         let mut trace = Vec::new();
         let pcap = SharedBuf::default();
         let report = run(options, &mut out, &mut trace, pcap.clone()).unwrap();
-        let pcap = pcap.0.lock().unwrap().clone();
+        let pcap = pcap.bytes();
         Run {
             report,
             out: String::from_utf8(out).unwrap(),
@@ -972,7 +959,7 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, TourError::Faults(_)), "{err}");
         assert!(out.is_empty());
-        assert!(pcap.0.lock().unwrap().is_empty());
+        assert!(pcap.bytes().is_empty());
     }
 
     /// The walk alone, as [`run`] narrates it: (report, narration, trace).
