@@ -8,50 +8,8 @@
 
 use std::process::ExitCode;
 
-use loopstack_benches::sidebyside::{
-    blocking, kernel, poll, smol, Bulk, Family, OneWay, PingPong, BURST, DATAGRAM,
-};
-
-/// A scenario, whichever kind, run `n` times.
-enum Run {
-    Bulk(Box<dyn Bulk>),
-    PingPong(Box<dyn PingPong>),
-    OneWay(Box<dyn OneWay>),
-}
-
-impl Run {
-    fn go(&mut self, n: usize) {
-        for _ in 0..n {
-            match self {
-                Run::Bulk(s) => s.transfer(16),
-                Run::PingPong(s) => s.round_trip(),
-                Run::OneWay(s) => s.burst(BURST),
-            }
-        }
-    }
-}
-
-fn build(imp: &str, scenario: &str, family: Family) -> Option<Run> {
-    macro_rules! pick {
-        ($f:ident ( $($arg:expr),* )) => {
-            match imp {
-                "loopstack-poll" => Box::new(poll::$f($($arg),*)),
-                "smoltcp" => Box::new(smol::$f($($arg),*)),
-                "kernel" => Box::new(kernel::$f($($arg),*)),
-                "loopstack-blocking" => Box::new(blocking::$f($($arg),*)),
-                _ => return None,
-            }
-        };
-    }
-    Some(match scenario {
-        "tcp_bulk" => Run::Bulk(pick!(tcp_bulk(family))),
-        "tcp_rtt_1B" => Run::PingPong(pick!(tcp_ping_pong(family, 1))),
-        "tcp_rtt_64B" => Run::PingPong(pick!(tcp_ping_pong(family, 64))),
-        "udp_rtt_64B" => Run::PingPong(pick!(udp_ping_pong(family, DATAGRAM))),
-        "udp_oneway_64B" => Run::OneWay(pick!(udp_one_way(family, DATAGRAM))),
-        _ => return None,
-    })
-}
+use loopstack_benches::sidebyside::paired::Run;
+use loopstack_benches::sidebyside::Family;
 
 /// `VmHWM`, the peak resident set, in KiB.
 fn peak_kib() -> Option<u64> {
@@ -79,7 +37,7 @@ fn main() -> ExitCode {
         Some(Ok(n)) => n,
         Some(Err(_)) => return usage(),
     };
-    let Some(mut run) = build(&args[0], &args[1], family) else {
+    let Some(mut run) = Run::build(&args[0], &args[1], family) else {
         return usage();
     };
     run.go(n);

@@ -23,6 +23,10 @@
 //! timing nothing. Nothing allocates per iteration once warm, in loopstack's scenarios at
 //! least (`tests/zero_alloc_sidebyside.rs` counts).
 //!
+//! [`paired`] builds any scenario by name and times two implementations against each other
+//! in alternating slices (the `sidebyside-paired` binary, whose ratios `cargo xtask bench`
+//! reports next to criterion's).
+//!
 //! This lives in the benches crate's library, not in a bench file, so the benchmark and the
 //! allocation tests share it; smoltcp is a dependency of this crate only, which nothing
 //! depends on and which is never published.
@@ -31,6 +35,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub mod blocking;
 pub mod kernel;
+pub mod paired;
 pub mod poll;
 pub mod smol;
 mod threads;

@@ -123,7 +123,15 @@ pub fn run(quick: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let section = render(&results, &peaks, quick, command);
+    eprintln!("==> paired ratios: loopstack poll and smoltcp in alternating slices");
+    let paired = match paired_ratios(&cargo, quick) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("==> paired ratios: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let section = render(&results, &peaks, &paired, quick, command);
     write_section(&root.join("docs/benchmarks.md"), BEGIN, END, &section)
 }
 
@@ -226,6 +234,11 @@ fn peak_memory(cargo: &str) -> Result<BTreeMap<String, u64>, String> {
 /// Builds `sidebyside-peak`, which runs one scenario a given number of times in a process
 /// of its own, with the bench profile, and returns its path.
 pub fn build_runner(cargo: &str) -> Result<PathBuf, String> {
+    build_bench_bin(cargo, "sidebyside-peak")
+}
+
+/// Builds the benches crate's binary `name` with the bench profile and returns its path.
+fn build_bench_bin(cargo: &str, name: &str) -> Result<PathBuf, String> {
     let built = Command::new(cargo)
         .args([
             "build",
@@ -234,14 +247,79 @@ pub fn build_runner(cargo: &str) -> Result<PathBuf, String> {
             "-p",
             "loopstack-benches",
             "--bin",
-            "sidebyside-peak",
+            name,
         ])
         .status()
         .map_err(|e| e.to_string())?;
     if !built.success() {
-        return Err("cannot build sidebyside-peak".into());
+        return Err(format!("cannot build {name}"));
     }
-    Ok(workspace_root().join("target/release/sidebyside-peak"))
+    Ok(workspace_root().join("target/release").join(name))
+}
+
+/// Quartiles of the per-round time ratio loopstack poll / smoltcp, by `scenario/family`,
+/// from `sidebyside-paired` (benches/paired.rs), which times the two in alternating slices.
+fn paired_ratios(cargo: &str, quick: bool) -> Result<BTreeMap<String, Quartiles>, String> {
+    let bin = build_bench_bin(cargo, "sidebyside-paired")?;
+    let mut run = Command::new(&bin);
+    if quick {
+        run.arg("--quick");
+    }
+    let o = run
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if !o.status.success() {
+        return Err(format!(
+            "sidebyside-paired failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    parse_paired(&String::from_utf8_lossy(&o.stdout))
+}
+
+/// Reads `sidebyside-paired`'s lines: scenario, family, a, b, iterations, rounds, q1,
+/// median, q3, tab-separated.
+fn parse_paired(text: &str) -> Result<BTreeMap<String, Quartiles>, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let num = |i: usize| -> Result<f64, String> {
+            f.get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| format!("sidebyside-paired: bad line {line:?}"))
+        };
+        if f.len() != 9 {
+            return Err(format!("sidebyside-paired: bad line {line:?}"));
+        }
+        let q = Quartiles {
+            q1: num(6)?,
+            median: num(7)?,
+            q3: num(8)?,
+        };
+        out.insert(format!("{}/{}", f[0], f[1]), q);
+    }
+    Ok(out)
+}
+
+/// Quartiles of a time ratio over the rounds of a paired measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Quartiles {
+    q1: f64,
+    median: f64,
+    q3: f64,
+}
+
+impl Quartiles {
+    /// The table's cell for `kind`: the ratio of loopstack's figure to smoltcp's, which for
+    /// a rate is the inverse of the time ratio (so the quartiles swap).
+    fn cell(self, kind: Kind) -> String {
+        let (lo, mid, hi) = match kind {
+            Kind::Time => (self.q1, self.median, self.q3),
+            Kind::Bytes | Kind::Elements => (1.0 / self.q3, 1.0 / self.median, 1.0 / self.q1),
+        };
+        format!("{mid:.2} ({lo:.2}-{hi:.2})")
+    }
 }
 
 pub fn command_output(program: &str, args: &[&str]) -> String {
@@ -282,6 +360,7 @@ pub fn machine() -> String {
 fn render(
     results: &BTreeMap<String, Measured>,
     peaks: &BTreeMap<String, u64>,
+    paired: &BTreeMap<String, Quartiles>,
     quick: bool,
     command: &str,
 ) -> String {
@@ -326,13 +405,19 @@ fn render(
         s,
         "\nGB/s for bulk, µs per round trip for ping-pong, million datagrams per second one \
          way. Ratios are loopstack's figure over the peer's: above 1 is better for rates, \
-         below 1 is better for times.\n"
+         below 1 is better for times. *Paired* is the median and quartiles of the same ratio \
+         measured in alternating slices of a few milliseconds (`sidebyside-paired`, \
+         benches/paired.rs), which a machine whose speed drifts between criterion's \
+         benchmarks does not skew.\n"
     );
     let _ = writeln!(
         s,
-        "| scenario | family | loopstack poll | smoltcp | kernel `lo` | loopstack blocking | poll / smoltcp | blocking / kernel |"
+        "| scenario | family | loopstack poll | smoltcp | kernel `lo` | loopstack blocking | poll / smoltcp | poll / smoltcp, paired | blocking / kernel |"
     );
-    let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        s,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for (prefix, label, kind) in SCENARIOS {
         for family in ["v4", "v6"] {
             let get = |imp: &str| {
@@ -346,9 +431,12 @@ fn render(
                 _ => "-".to_owned(),
             };
             let v: Vec<Option<f64>> = IMPLS.iter().map(|i| get(i)).collect();
+            let pair = paired
+                .get(&format!("{prefix}/{family}"))
+                .map_or_else(|| "-".to_owned(), |q| q.cell(kind));
             let _ = writeln!(
                 s,
-                "| {label} | {family} | {} | {} | {} | {} | {} | {} |",
+                "| {label} | {family} | {} | {} | {} | {} | {} | {pair} | {} |",
                 cell(v[0]),
                 cell(v[1]),
                 cell(v[2]),
@@ -394,5 +482,45 @@ fn fmt3(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_lines_parse_and_bad_ones_are_refused() {
+        let text = "tcp_bulk\tv4\tloopstack-poll\tsmoltcp\t64\t40\t0.5\t0.55\t0.6\n\
+                    udp_rtt_64B\tv6\tloopstack-poll\tsmoltcp\t8192\t40\t1.4\t1.5\t1.6\n";
+        let p = parse_paired(text).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            p["udp_rtt_64B/v6"],
+            Quartiles {
+                q1: 1.4,
+                median: 1.5,
+                q3: 1.6
+            }
+        );
+        for bad in [
+            "tcp_bulk\tv4\tloopstack-poll\tsmoltcp\t64\t40\t0.5\t0.55",
+            "tcp_bulk\tv4\tloopstack-poll\tsmoltcp\t64\t40\t0.5\tNaN\t0.6",
+            "tcp_bulk\tv4\tloopstack-poll\tsmoltcp\t64\t40\t0.5\t0\t0.6",
+        ] {
+            assert!(parse_paired(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_rate_cell_inverts_the_time_ratio_and_swaps_its_quartiles() {
+        let q = Quartiles {
+            q1: 0.4,
+            median: 0.5,
+            q3: 0.8,
+        };
+        assert_eq!(q.cell(Kind::Time), "0.50 (0.40-0.80)");
+        assert_eq!(q.cell(Kind::Bytes), "2.00 (1.25-2.50)");
+        assert_eq!(q.cell(Kind::Elements), "2.00 (1.25-2.50)");
     }
 }
