@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--quick]`: runs the side-by-side benchmarks (benches/side_by_side.rs),
-//! measures each scenario's peak memory in a process of its own, and writes the tables into
+//! measures each scenario's peak memory in a process of its own, times loopstack's poll mode
+//! against smoltcp in alternating slices (`sidebyside-paired`), and writes the tables into
 //! docs/benchmarks.md between the markers `<!-- sidebyside:begin -->` and
 //! `<!-- sidebyside:end -->`.
 //!
