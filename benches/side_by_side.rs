@@ -11,16 +11,13 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+// `BULK_CHUNKS` (16 writes of 64 KiB, 1 MiB per iteration) and `IMPLS` (table order) are
+// shared with the paired measurement, so both time the same iterations.
+use loopstack_benches::sidebyside::paired::{BULK_CHUNKS, IMPLS};
 use loopstack_benches::sidebyside::{
     blocking, kernel, poll, smol, Bulk, Family, OneWay, PingPong, BULK_CHUNK, BURST, DATAGRAM,
     PING_PONG_SIZES,
 };
-
-/// Bulk transfer per iteration: 16 writes of 64 KiB, 1 MiB.
-const BULK_CHUNKS: usize = 16;
-
-/// The implementations, in table order.
-const IMPLS: [&str; 4] = ["loopstack-poll", "smoltcp", "kernel", "loopstack-blocking"];
 
 fn tcp_bulk(c: &mut Criterion) {
     for family in Family::ALL {

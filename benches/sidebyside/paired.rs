@@ -18,7 +18,7 @@ use super::{blocking, kernel, poll, smol, Bulk, Family, OneWay, PingPong, BURST,
 /// Chunks per [`Bulk::transfer`] in one iteration: 1 MiB, as in the criterion benchmark.
 pub const BULK_CHUNKS: usize = 16;
 
-/// The implementations, as the benchmarks and tables name them.
+/// The implementations, as the benchmarks and tables name them, in table order.
 pub const IMPLS: [&str; 4] = ["loopstack-poll", "smoltcp", "kernel", "loopstack-blocking"];
 
 /// The scenarios, as the benchmarks and tables name them.
