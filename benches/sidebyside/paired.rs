@@ -90,9 +90,7 @@ impl Run {
     /// round trips after that pay for waking them, which steady running never does.
     fn time_settled(&mut self, n: usize) -> Duration {
         self.go((n / 8).max(1));
-        let start = Instant::now();
-        self.go(n);
-        start.elapsed()
+        self.time(n)
     }
 }
 
