@@ -21,6 +21,8 @@ use loopstack_transport::udp::UdpHandle;
 
 const TICK: Duration = Duration::from_micros(1);
 const BULK: usize = 64 * 1024;
+/// Connected pairs that sit idle beside the measured one in `pingpong_1B_idle_2000`.
+const IDLE_PAIRS: usize = 1000;
 
 /// The address families benchmarked: a server address on `lo` for each.
 const FAMILIES: [(&str, &str, &str); 2] = [
@@ -126,8 +128,21 @@ struct TcpPair {
 
 impl TcpPair {
     fn new(server: &str) -> Self {
+        TcpPair::with_idle(server, 0)
+    }
+
+    /// Like [`new`](Self::new), after `idle` other connected pairs on the same listener,
+    /// which then carry nothing: `2 * idle` connections a poll must not have to visit.
+    fn with_idle(server: &str, idle: usize) -> Self {
         let mut host = Host::new();
         let l = host.stack.tcp_listen(addr(server), 16).expect("listen");
+        for _ in 0..idle {
+            host.stack
+                .tcp_connect(host.now, addr(server))
+                .expect("connect an idle pair");
+            host.poll();
+            host.stack.tcp().accept(l).expect("accept an idle pair");
+        }
         let c = host
             .stack
             .tcp_connect(host.now, addr(server))
@@ -222,6 +237,17 @@ fn tcp(c: &mut Criterion) {
             bench.iter(|| p.pingpong(black_box(&data[..1]), &mut buf));
             assert_eq!(buf[..2], data[..2]);
         });
+
+        // The same beside 2,000 idle connections: a poll finds due timers in a heap of
+        // deadlines, so this should cost what the round trip above costs.
+        let mut p = TcpPair::with_idle(server, IDLE_PAIRS);
+        g.bench_function(
+            format!("pingpong_1B_idle_{}/{family}", 2 * IDLE_PAIRS),
+            |bench| {
+                bench.iter(|| p.pingpong(black_box(&data[..1]), &mut buf));
+                assert_eq!(buf[..2], data[..2]);
+            },
+        );
 
         g.throughput(Throughput::Bytes(BULK as u64));
         let mut p = TcpPair::new(server);

@@ -7,12 +7,14 @@
 //! - [`sendbuf`], [`recvbuf`], [`assembler`]: the byte queues around a connection;
 //! - [`isn`]: initial sequence numbers (RFC 6528);
 //! - [`socket`]: the table of listeners and connections, demultiplexing and output;
+//! - `deadlines`: the connections' next timers, earliest first, for `socket`'s polls;
 //! - [`config`], [`stats`]: settings and counters.
 
 pub mod assembler;
 pub mod config;
 pub mod congestion;
 pub mod conn;
+mod deadlines;
 pub mod isn;
 pub mod recvbuf;
 pub mod rtt;

@@ -25,6 +25,7 @@ use loopstack_link::{Instant, Rng};
 
 use super::config::TcpConfig;
 use super::conn::{Connection, Ctx, Outgoing, State, TcpInfo};
+use super::deadlines::Deadlines;
 use super::isn::IsnGenerator;
 use super::seq::SeqNum;
 use super::stats::TcpStats;
@@ -135,6 +136,14 @@ pub struct Tcp {
     ports: BTreeMap<(bool, u16), u32>,
     /// Connections with something to send, in the order they got it.
     dirty: Vec<u32>,
+    /// Every connection's next deadline (`Connection::poll_at`), earliest first, so that
+    /// a poll finds the due timers without asking every connection. Exact for every
+    /// connection that is not dirty. A dirty one's deadline may move with every call until
+    /// `dispatch` has sent its segments and files it again; meanwhile its entry may be
+    /// stale, and `poll` and `poll_at` ask the connection itself.
+    deadlines: Deadlines,
+    /// Slots whose timers are due, gathered by `poll` (kept for its capacity).
+    due: Vec<u32>,
     /// Resets to send that belong to no connection: (local, remote, seq, ack).
     pending_resets: Vec<(SocketAddr, SocketAddr, SeqNum, Option<SeqNum>)>,
     scratch: Vec<u32>,
@@ -202,6 +211,8 @@ impl Tcp {
             listeners: BTreeMap::new(),
             ports: BTreeMap::new(),
             dirty: Vec::new(),
+            deadlines: Deadlines::new(),
+            due: Vec::new(),
             pending_resets: Vec::new(),
             scratch: Vec::new(),
         }
@@ -290,6 +301,8 @@ impl Tcp {
         }
     }
 
+    /// After a call that may have changed the connection at `index`: queues it for
+    /// [`dispatch`](Self::dispatch), which sends what it has and files its deadline.
     fn mark_dirty(&mut self, index: u32) {
         if let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() {
             if !c.dirty {
@@ -297,6 +310,20 @@ impl Tcp {
                 self.dirty.push(index);
             }
         }
+    }
+
+    /// Whether the slot at `index` holds a dirty connection.
+    fn is_dirty(&self, index: u32) -> bool {
+        matches!(&self.slots[index as usize].sock, Some(Sock::Conn(c)) if c.dirty)
+    }
+
+    /// Files the next deadline of the connection at `index` (none for any other slot).
+    fn rearm(&mut self, index: u32) {
+        let at = match &self.slots[index as usize].sock {
+            Some(Sock::Conn(c)) => c.conn.poll_at(),
+            _ => None,
+        };
+        self.deadlines.set(index, at);
     }
 
     fn take_port(&mut self, v6: bool, port: u16) {
@@ -555,6 +582,7 @@ impl Tcp {
     }
 
     fn free_slot_later(&mut self, index: u32) {
+        self.deadlines.set(index, None);
         let slot = &mut self.slots[index as usize];
         slot.sock = None;
         slot.generation = slot.generation.wrapping_add(1);
@@ -882,37 +910,88 @@ impl Tcp {
 
     // ------------------------------------------------------------------ timers and output
 
-    /// The earliest time a connection has timer work.
+    /// The earliest time a connection has timer work: the head of the deadline heap, or
+    /// a dirty connection's deadline if earlier. O(dirty connections), however many
+    /// connections there are.
     pub fn poll_at(&self) -> Option<Instant> {
-        let mut next = None;
-        for s in &self.slots {
-            if let Some(Sock::Conn(c)) = &s.sock {
+        let mut next = self.deadlines.earliest_except(|index| self.is_dirty(index));
+        for &index in &self.dirty {
+            if let Some(Sock::Conn(c)) = &self.slots[index as usize].sock {
                 next = Instant::earliest(next, c.conn.poll_at());
             }
         }
+        self.check_deadlines();
         next
+    }
+
+    /// Debug builds check the heap against every connection: each clean one's deadline
+    /// must be filed as it is. Every call that can move a deadline marks the connection
+    /// dirty, and `dispatch` files it again; a path that missed that would be a timer that
+    /// never fires.
+    fn check_deadlines(&self) {
+        if cfg!(debug_assertions) {
+            for (i, slot) in self.slots.iter().enumerate() {
+                if let Some(Sock::Conn(c)) = &slot.sock {
+                    if !c.dirty {
+                        assert_eq!(
+                            self.deadlines.get(i as u32),
+                            c.conn.poll_at(),
+                            "the deadline of connection {i} is not filed as it is"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Runs the timers due at `now`, then sends what they and everything else produced.
     pub fn poll<L: Links>(&mut self, now: Instant, ip: &mut Internet, links: &mut L) {
-        for i in 0..self.slots.len() {
-            let due = match &self.slots[i].sock {
-                Some(Sock::Conn(c)) => c.conn.poll_at().is_some_and(|t| t <= now),
-                _ => false,
-            };
-            if due {
-                if let Some(Sock::Conn(c)) = self.slots[i].sock.as_mut() {
-                    let mut ctx = self.shared.ctx();
-                    c.conn.on_timer(now, &mut ctx);
-                }
-                self.mark_dirty(i as u32);
-            }
+        self.check_deadlines();
+        // Most polls have no timer due: one look at the heap's head says so, unless some
+        // connection is dirty (its entry may be stale).
+        if !self.dirty.is_empty() || self.deadlines.earliest().is_some_and(|t| t <= now) {
+            self.run_timers(now);
         }
         // Most polls find nothing to send (always, on a stack that only carries UDP); the
         // check saves dispatch's bookkeeping, which was 5% of a UDP round trip.
         if self.has_output() {
             self.dispatch(now, ip, links);
         }
+    }
+
+    /// Runs the timers of every connection due at `now`: those at the heap's head, and
+    /// dirty ones asked directly. In slot order and each once, as a scan of the slots
+    /// would take them, so that the segments their timers produce leave in the same order
+    /// whatever order the deadlines were filed in.
+    fn run_timers(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(index) = self.deadlines.pop_due(now) {
+            // A dirty connection's entry may be stale: the loop below asks it instead, and
+            // `dispatch` files it again.
+            if !self.is_dirty(index) {
+                due.push(index);
+            }
+        }
+        for &index in &self.dirty {
+            if let Some(Sock::Conn(c)) = &self.slots[index as usize].sock {
+                if c.conn.poll_at().is_some_and(|t| t <= now) {
+                    due.push(index);
+                }
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        for &index in &due {
+            if let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() {
+                let mut ctx = self.shared.ctx();
+                c.conn.on_timer(now, &mut ctx);
+            }
+            // `dispatch` files whatever deadline the timers left; one still due waits for
+            // the next poll, as it did when every poll scanned the slots.
+            self.mark_dirty(index);
+        }
+        due.clear();
+        self.due = due;
     }
 
     /// Whether any connection has output waiting for [`dispatch`](Self::dispatch).
@@ -935,6 +1014,9 @@ impl Tcp {
                 c.dirty = false;
             }
             self.transmit(now, index, ip, links);
+            // Clean again: its deadline, which sending may have moved (the retransmission
+            // and persist timers), goes back in the heap.
+            self.rearm(index);
             self.reap(index);
         }
         batch.clear();

@@ -1,0 +1,313 @@
+//! The connections' next deadlines, earliest first: an indexed binary heap.
+//!
+//! Every connection has at most one deadline that matters to the stack: the earliest of
+//! its timers (retransmission, RFC 6298; persist, RFC 9293 3.8.6.1; delayed ACK, RFC 9293
+//! 3.8.6.3; TIME-WAIT, RFC 9293 3.10.7.4), which `Connection::poll_at` reports. A stack
+//! used to find the due ones by asking every connection on every poll, and `poll_at` did
+//! the same, so a poll cost O(connections) however few timers were due: a simulation with
+//! ten thousand idle connections paid ten thousand checks per packet.
+//!
+//! Here each connection with a deadline has one entry, `(deadline, slot)`, in a binary
+//! heap, and a table from slot to heap position finds a connection's entry when its
+//! deadline moves. So:
+//!
+//! - the earliest deadline is read in O(1) ([`earliest`](Deadlines::earliest));
+//! - moving, adding or removing one costs O(log n) ([`set`](Deadlines::set));
+//! - taking the due ones costs O(log n) each ([`pop_due`](Deadlines::pop_due)).
+//!
+//! Entries compare by deadline, then by slot number, so equal deadlines always come out
+//! in the same order, whatever order they were set in (no dependence on history, as a
+//! simulation needs). Both tables grow only when a new slot number appears, that is when
+//! a connection is opened, never per packet.
+
+use loopstack_link::Instant;
+
+/// `pos` entry of a slot with no deadline.
+const NONE: u32 = u32::MAX;
+
+/// The most heap entries [`Deadlines::earliest_except`] keeps in view before it scans.
+const WALK: usize = 32;
+
+/// The deadlines of a set of slots, earliest first.
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    /// A binary min-heap of (deadline, slot): every entry is no later than its children
+    /// at `2i + 1` and `2i + 2`.
+    heap: Vec<(Instant, u32)>,
+    /// For each slot number, the index of its entry in `heap`, or [`NONE`].
+    pos: Vec<u32>,
+}
+
+impl Deadlines {
+    /// No deadlines.
+    pub(crate) fn new() -> Self {
+        Deadlines::default()
+    }
+
+    /// The earliest deadline of all.
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        self.heap.first().map(|&(at, _)| at)
+    }
+
+    /// The earliest deadline of the slots `skip` does not exclude. A best-first walk down
+    /// the heap: no entry is earlier than its parent, so the first one met that is not
+    /// skipped, in order of time, is the answer. It visits at most two entries per skipped
+    /// one, plus one, so it stays cheap while few are skipped (the few dirty connections
+    /// of a poll), and falls back to a scan of the whole heap past [`WALK`] of them.
+    pub(crate) fn earliest_except(&self, skip: impl Fn(u32) -> bool) -> Option<Instant> {
+        if self.heap.is_empty() {
+            return None;
+        }
+        // Heap indices still to visit; the earliest of them is always next.
+        let mut frontier = [0usize; WALK];
+        let mut n = 1;
+        while n > 0 {
+            let mut k = 0;
+            for j in 1..n {
+                if self.heap[frontier[j]] < self.heap[frontier[k]] {
+                    k = j;
+                }
+            }
+            let i = frontier[k];
+            let (at, slot) = self.heap[i];
+            if !skip(slot) {
+                return Some(at);
+            }
+            n -= 1;
+            frontier[k] = frontier[n];
+            for child in [2 * i + 1, 2 * i + 2] {
+                if child < self.heap.len() {
+                    if n == WALK {
+                        return self
+                            .heap
+                            .iter()
+                            .filter(|&&(_, s)| !skip(s))
+                            .map(|&(at, _)| at)
+                            .min();
+                    }
+                    frontier[n] = child;
+                    n += 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// The deadline of `slot`, if it has one.
+    pub(crate) fn get(&self, slot: u32) -> Option<Instant> {
+        match self.pos.get(slot as usize) {
+            Some(&i) if i != NONE => Some(self.heap[i as usize].0),
+            _ => None,
+        }
+    }
+
+    /// Sets the deadline of `slot` (`None` removes it).
+    pub(crate) fn set(&mut self, slot: u32, at: Option<Instant>) {
+        let s = slot as usize;
+        if s >= self.pos.len() {
+            if at.is_none() {
+                return;
+            }
+            self.pos.resize(s + 1, NONE);
+            // Room for every slot, so that `push` below never reallocates on its own.
+            self.heap.reserve(self.pos.len() - self.heap.len());
+        }
+        let i = self.pos[s];
+        match (i, at) {
+            (NONE, None) => {}
+            (NONE, Some(at)) => {
+                let i = self.heap.len();
+                self.heap.push((at, slot));
+                self.pos[s] = i as u32;
+                self.sift_up(i);
+            }
+            (i, None) => self.remove_at(i as usize),
+            (i, Some(at)) => {
+                let i = i as usize;
+                let old = self.heap[i].0;
+                if at == old {
+                    return;
+                }
+                self.heap[i].0 = at;
+                if at < old {
+                    self.sift_up(i);
+                } else {
+                    self.sift_down(i);
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the slot of the earliest deadline, if it is at or before `now`.
+    /// Slots with the same deadline come out in slot order.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<u32> {
+        let &(at, slot) = self.heap.first()?;
+        if at > now {
+            return None;
+        }
+        self.remove_at(0);
+        Some(slot)
+    }
+
+    /// Removes the entry at heap index `i`.
+    fn remove_at(&mut self, i: usize) {
+        let last = self.heap.len() - 1;
+        self.swap(i, last);
+        if let Some((_, slot)) = self.heap.pop() {
+            self.pos[slot as usize] = NONE;
+        }
+        if i < self.heap.len() {
+            // The entry moved into the hole may belong above it or below it.
+            self.sift_up(i);
+            self.sift_down(i);
+        }
+    }
+
+    fn swap(&mut self, i: usize, j: usize) {
+        self.heap.swap(i, j);
+        self.pos[self.heap[i].1 as usize] = i as u32;
+        self.pos[self.heap[j].1 as usize] = j as u32;
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.heap[i] >= self.heap[parent] {
+                break;
+            }
+            self.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (left, right) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if left < self.heap.len() && self.heap[left] < self.heap[least] {
+                least = left;
+            }
+            if right < self.heap.len() && self.heap[right] < self.heap[least] {
+                least = right;
+            }
+            if least == i {
+                break;
+            }
+            self.swap(i, least);
+            i = least;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loopstack_link::Rng;
+    use std::time::Duration;
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn earliest_first_and_ties_in_slot_order() {
+        let mut d = Deadlines::new();
+        assert_eq!(d.earliest(), None);
+        d.set(3, Some(at(5)));
+        d.set(1, Some(at(5)));
+        d.set(2, Some(at(9)));
+        d.set(0, Some(at(7)));
+        assert_eq!(d.earliest(), Some(at(5)));
+        assert_eq!(d.pop_due(at(4)), None, "nothing is due before 5 ms");
+        assert_eq!(d.pop_due(at(7)), Some(1));
+        assert_eq!(d.pop_due(at(7)), Some(3));
+        assert_eq!(d.pop_due(at(7)), Some(0));
+        assert_eq!(d.pop_due(at(7)), None);
+        assert_eq!(d.earliest(), Some(at(9)));
+        assert_eq!(d.get(2), Some(at(9)));
+        assert_eq!(d.get(1), None, "a popped deadline is gone");
+    }
+
+    #[test]
+    fn moving_and_removing_deadlines() {
+        let mut d = Deadlines::new();
+        d.set(0, Some(at(10)));
+        d.set(1, Some(at(20)));
+        d.set(0, Some(at(30)));
+        assert_eq!(d.earliest(), Some(at(20)), "a deadline moved later");
+        d.set(0, Some(at(1)));
+        assert_eq!(d.earliest(), Some(at(1)), "and earlier again");
+        d.set(0, None);
+        d.set(0, None);
+        assert_eq!(d.earliest(), Some(at(20)));
+        d.set(7, None);
+        assert_eq!(d.get(7), None, "clearing an unknown slot is a no-op");
+        d.set(1, None);
+        assert_eq!(d.earliest(), None);
+    }
+
+    #[test]
+    fn earliest_except_skips_slots() {
+        let mut d = Deadlines::new();
+        for slot in 0..100u32 {
+            d.set(slot, Some(at(u64::from(1000 - slot))));
+        }
+        assert_eq!(d.earliest_except(|_| false), Some(at(901)));
+        assert_eq!(d.earliest_except(|s| s == 99), Some(at(902)));
+        // Past what the walk keeps in view: the scan gives the same answer.
+        assert_eq!(d.earliest_except(|s| s >= 20), Some(at(981)));
+        assert_eq!(d.earliest_except(|_| true), None);
+        assert_eq!(Deadlines::new().earliest_except(|_| false), None);
+    }
+
+    /// Random operations against a plain list of deadlines, which is what the heap stands
+    /// in for: every answer must agree.
+    #[test]
+    fn agrees_with_a_scan() {
+        let mut rng = Rng::new(7);
+        let mut d = Deadlines::new();
+        let mut plain: Vec<Option<Instant>> = vec![None; 64];
+        let mut now = 0;
+        for _ in 0..20_000 {
+            let slot = rng.below(64) as u32;
+            match rng.below(4) {
+                0 => {
+                    d.set(slot, None);
+                    plain[slot as usize] = None;
+                }
+                1 | 2 => {
+                    let t = Some(at(now + rng.below(50)));
+                    d.set(slot, t);
+                    plain[slot as usize] = t;
+                }
+                _ => {
+                    now += rng.below(10);
+                    // Due slots come out earliest first, ties in slot order.
+                    let mut due: Vec<(Instant, u32)> = plain
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(s, t)| t.filter(|&t| t <= at(now)).map(|t| (t, s as u32)))
+                        .collect();
+                    due.sort();
+                    for (_, s) in due {
+                        assert_eq!(d.pop_due(at(now)), Some(s));
+                        plain[s as usize] = None;
+                    }
+                    assert_eq!(d.pop_due(at(now)), None);
+                }
+            }
+            assert_eq!(d.earliest(), plain.iter().flatten().min().copied());
+            let odd = |s: u32| s % 2 == 1;
+            let want = plain
+                .iter()
+                .enumerate()
+                .filter(|&(s, _)| !odd(s as u32))
+                .filter_map(|(_, t)| *t)
+                .min();
+            assert_eq!(d.earliest_except(odd), want);
+            for (s, &t) in plain.iter().enumerate() {
+                assert_eq!(d.get(s as u32), t, "slot {s}");
+            }
+        }
+    }
+}
