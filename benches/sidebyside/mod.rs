@@ -21,7 +21,7 @@
 //! Each scenario checks what it moved (byte counts always, contents where it is cheap) and
 //! panics on a mismatch, so a broken implementation fails `cargo test --benches` rather than
 //! timing nothing. Nothing allocates per iteration once warm, in loopstack's scenarios at
-//! least (`tests/zero_alloc_sidebyside.rs` counts).
+//! least (`tests/zero_alloc_poll.rs` and `tests/zero_alloc_blocking.rs` count).
 //!
 //! [`paired`] builds any scenario by name and times two implementations against each other
 //! in alternating slices (the `sidebyside-paired` binary, whose ratios `cargo xtask bench`
