@@ -143,6 +143,11 @@ pub fn check_v4(b: &[u8], skip_checksum: bool) -> Checked {
 
 /// [`check_v4`] of a packet `len` bytes long of which `b` is the front, holding at least the
 /// header: a packet whose payload is an attached fragment (`PacketBuf::attach`).
+// Inlined into the receive path: returned through memory, the `Header`'s addresses (an
+// `IpAddr` is 17 bytes, byte-aligned) were written in pieces and read back whole, a
+// store-forwarding stall that perf put at about 8% of a UDP datagram's time
+// (docs/benchmarks.md, item 14).
+#[inline(always)]
 pub fn check_v4_len(b: &[u8], len: usize, skip_checksum: bool) -> Checked {
     use etherparse::err::ipv4::{HeaderError as Bad, HeaderSliceError};
     // etherparse checks the version, the header length, and that the header fits.

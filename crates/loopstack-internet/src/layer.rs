@@ -954,6 +954,10 @@ impl Internet {
         let _ = self.output(now, &decision, packet, links);
     }
 
+    // Inlined for the same reason as `ingress::check_v4_len`: the `Delivery` it returns
+    // through memory was read back in wider pieces than it was written (docs/benchmarks.md,
+    // item 14).
+    #[inline(always)]
     fn deliver<L: Links>(
         &mut self,
         now: Instant,
