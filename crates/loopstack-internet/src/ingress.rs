@@ -145,8 +145,8 @@ pub fn check_v4(b: &[u8], skip_checksum: bool) -> Checked {
 /// header: a packet whose payload is an attached fragment (`PacketBuf::attach`).
 // Inlined into the receive path: returned through memory, the `Header`'s addresses (an
 // `IpAddr` is 17 bytes, byte-aligned) were written in pieces and read back whole, a
-// store-forwarding stall that perf put at about 8% of a UDP datagram's time
-// (docs/benchmarks.md, item 14).
+// store-forwarding stall. With the like one on `Internet::deliver`'s return, perf put
+// them at about 9% of a UDP datagram's time (docs/benchmarks.md, item 14).
 #[inline(always)]
 pub fn check_v4_len(b: &[u8], len: usize, skip_checksum: bool) -> Checked {
     use etherparse::err::ipv4::{HeaderError as Bad, HeaderSliceError};
