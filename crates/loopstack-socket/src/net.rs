@@ -218,23 +218,8 @@ impl Net {
     /// Shares a stack that was built by hand: with middleware on `lo` (capture, faults,
     /// tracing), or more devices. Starts its timer thread.
     pub fn from_stack(stack: Stack) -> io::Result<Net> {
-        let core = Arc::new(Core {
-            state: Mutex::new(State {
-                stack,
-                timer_deadline: None,
-                shutdown: false,
-                echo: BTreeMap::new(),
-                next_echo_id: 1,
-                stats: NetStats::default(),
-            }),
-            changed: Condvar::new(),
-            timer_cv: Condvar::new(),
-            epoch: std::time::Instant::now(),
-            generation: AtomicU64::new(0),
-            busy_poll: AtomicU64::new(nanos(DEFAULT_BUSY_POLL)),
-            spinners: AtomicUsize::new(0),
-            max_spinners: std::thread::available_parallelism().map_or(0, |n| n.get() - 1),
-        });
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let core = Arc::new(Core::new(stack, cpus - 1));
         let timer_core = Arc::clone(&core);
         let timer = std::thread::Builder::new()
             .name("loopstack-timers".into())
@@ -397,6 +382,28 @@ impl From<StackError> for io::Error {
 }
 
 impl Core {
+    /// The stack behind its lock, with no thread started yet, letting at most
+    /// `max_spinners` waiters busy-poll at once.
+    fn new(stack: Stack, max_spinners: usize) -> Core {
+        Core {
+            state: Mutex::new(State {
+                stack,
+                timer_deadline: None,
+                shutdown: false,
+                echo: BTreeMap::new(),
+                next_echo_id: 1,
+                stats: NetStats::default(),
+            }),
+            changed: Condvar::new(),
+            timer_cv: Condvar::new(),
+            epoch: std::time::Instant::now(),
+            generation: AtomicU64::new(0),
+            busy_poll: AtomicU64::new(nanos(DEFAULT_BUSY_POLL)),
+            spinners: AtomicUsize::new(0),
+            max_spinners,
+        }
+    }
+
     fn now(&self) -> Instant {
         Instant::from_nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
@@ -472,8 +479,16 @@ impl Core {
         let seen = self.generation.load(Ordering::Relaxed);
         let spin = Duration::from_nanos(self.busy_poll.load(Ordering::Relaxed));
         if !spin.is_zero() && self.claim_spinner() {
-            MutexGuard::unlocked(st, || self.spin(seen, spin, until));
-            self.spinners.fetch_sub(1, Ordering::Relaxed);
+            MutexGuard::unlocked(st, || {
+                self.spin(seen, spin, until);
+                // The place goes back before the lock is taken again: the thread that made
+                // the change usually still holds it, and a waiter queued on the lock is not
+                // spinning. Given back only after the lock, the place stayed taken while
+                // that thread, finding it taken, had to sleep on `changed` for its own next
+                // wait: every other wait of a bulk transfer between two threads slept, at
+                // a futex wake-up each (docs/benchmarks.md, item 15).
+                self.spinners.fetch_sub(1, Ordering::Relaxed);
+            });
             if self.generation.load(Ordering::Relaxed) != seen {
                 st.stats.busy_poll_hits += 1;
                 return true;
@@ -677,5 +692,53 @@ fn timer_loop(core: &Core) {
                 st.stats.timer_wakeups += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits, for at most 10 s, until `done` holds; panics with `what` otherwise.
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < end, "{what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A waiter whose spin saw the change gives its spinner place back before it waits for
+    /// the lock, which the thread that made the change still holds. That thread can then
+    /// spin for its own next wait instead of sleeping.
+    #[test]
+    fn a_spinner_gives_its_place_back_before_it_takes_the_lock() {
+        let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
+        core.busy_poll
+            .store(nanos(Duration::from_secs(600)), Ordering::Relaxed);
+        let waiter = {
+            let core = Arc::clone(&core);
+            std::thread::spawn(move || {
+                let mut st = core.state.lock();
+                core.sleep(&mut st, Deadline::Never)
+            })
+        };
+        wait_for("the waiter never started to spin", || {
+            core.spinners.load(Ordering::Relaxed) == 1
+        });
+        // Change the stack, as a socket call does, and keep its lock.
+        let mut st = core.state.lock();
+        core.settle(&mut st, true);
+        wait_for(
+            "the waiter kept its spinner place while it waited for the lock",
+            || core.spinners.load(Ordering::Relaxed) == 0,
+        );
+        // So this thread may spin for its next wait.
+        assert!(core.claim_spinner());
+        core.spinners.fetch_sub(1, Ordering::Relaxed);
+        drop(st);
+        assert!(waiter.join().unwrap(), "the waiter saw the change");
+        let stats = core.state.lock().stats;
+        assert_eq!((stats.busy_poll_hits, stats.sleeps), (1, 0), "{stats:?}");
     }
 }
