@@ -11,27 +11,25 @@
 //! dropped. UDP one-way runs on the benchmark's thread alone (see [`UdpOneWay`]).
 //!
 //! Nothing here allocates once a scenario is built: buffers are allocated up front, the
-//! bulk scenario's channels are rendezvous channels whose one-time allocations are made in
-//! the constructor ([`warm_channel`]), and errors (which may allocate) end in a panic.
+//! bulk scenario's client and server meet through two atomic counters ([`TcpBulk`]), and
+//! errors (which may allocate) end in a panic.
 //! `tests/zero_alloc_blocking.rs` counts, on the client and on the server thread, through
 //! the [`Probe`] hooks. (One exception, outside the hot path: a loopstack server whose
 //! read times out after a [`SERVER_POLL`] of idleness gets a `WouldBlock` error, and
 //! loopstack boxes its `io::Error`s, where std's is an errno.)
 //!
 //! Every wait is bounded or tied to the peer. The client waits at most [`TIMEOUT`] for
-//! anything (a reply, room to write, the server's report) and then panics. The server waits
-//! for the client as long as the scenario lives, in steps of [`SERVER_POLL`]: dropping the
-//! scenario wakes it (end of stream, an empty datagram, a closed channel) and it stops; a
-//! lost wake-up costs one step, never a hang.
+//! anything (a reply, room to write, the server's last read) and then panics. The server
+//! waits for the client as long as the scenario lives, in steps of [`SERVER_POLL`]: dropping
+//! the scenario wakes it (end of stream, an empty datagram) and it stops; a lost wake-up
+//! costs one step, never a hang.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
 use super::{Bulk, Family, OneWay, PingPong, BULK_CHUNK, BURST, DATAGRAM, WARM_UP};
 
@@ -256,100 +254,98 @@ fn tcp_pair<S: Sockets>(net: &S, family: Family) -> (S::Stream, S::Stream) {
 
 // ---------------------------------------------------------------------- TCP bulk
 
-/// [`Bulk`]: the server thread reads in [`BULK_CHUNK`] pieces and reports the count.
+/// [`Bulk`]: the client writes, the server thread reads in [`BULK_CHUNK`] pieces, and the
+/// two share a pair of counters instead of exchanging messages.
+///
+/// A [`Bulk::transfer`] ends when the server has read every byte of it, so client and
+/// server must meet once per iteration. They used to meet through two rendezvous channels
+/// (the byte count out, the server's report back), and each meeting could park a thread
+/// and wake it: up to two futex wake-ups per iteration, about 45 µs each on the reference
+/// VM, which is as long as loopstack's blocking mode takes to move the whole MiB
+/// (docs/benchmarks.md, item 15). It measured the scheduler, not either stack. Now the
+/// client announces where the iteration ends in [`Progress::target`] before it writes, the
+/// server reads as any bulk receiver does (blocked in its socket's `read` until data
+/// comes), and the client spins on [`Progress::read`] for the last bytes to be read. No
+/// thread waits outside the stacks' own calls, except a client that has spun for long.
 pub(super) struct TcpBulk<S: Sockets> {
     stream: S::Stream,
-    /// Bytes the server is to read next; `None` once dropping (closes the channel).
-    todo: Option<Sender<usize>>,
-    /// Bytes it read.
-    done: Receiver<usize>,
+    progress: Arc<Progress>,
+    /// Bytes written so far, over the scenario's life.
+    written: u64,
     /// One chunk of the pattern, written `chunks` times.
     data: Vec<u8>,
     server: Server,
 }
 
-/// Makes a channel's first blocking receive and send allocate now, not in a measured
-/// iteration: crossbeam allocates a channel's list of waiting receivers (senders) the first
-/// time a receiver (sender) blocks on it, and keeps it. On a rendezvous channel, with
-/// nobody on the other side, both calls block at once, so this is sure to do it. (On a
-/// buffered channel a call spins first, then checks its deadline before it blocks: a
-/// thread descheduled while spinning never blocks, and the first blocking call comes
-/// later, in whichever iteration.) It also makes this thread's context (see
-/// [`warm_thread`]).
-fn warm_channel(tx: &Sender<usize>, rx: &Receiver<usize>) {
-    assert_eq!(rx.recv_timeout(BLOCK), Err(RecvTimeoutError::Timeout));
-    assert!(tx.send_timeout(0, BLOCK).is_err(), "nobody receives yet");
+/// What the client and the server of a [`TcpBulk`] tell each other, in bytes since the
+/// scenario began.
+struct Progress {
+    /// Where the current iteration ends. The client raises it before it writes the
+    /// iteration's first byte, and only once the server has read every byte before it.
+    target: AtomicU64,
+    /// What the server has read. Published after each read, once the server has closed
+    /// the iteration that read completed, if it did.
+    read: AtomicU64,
 }
 
-/// Makes this thread's crossbeam context now: crossbeam makes one per thread, the first
-/// time the thread blocks on any channel.
-fn warm_thread() {
-    let (_tx, rx) = bounded::<()>(0);
-    assert_eq!(rx.recv_timeout(BLOCK), Err(RecvTimeoutError::Timeout));
-}
-
-/// How long the warm-up calls above block.
-const BLOCK: Duration = Duration::from_micros(10);
+/// How many times [`TcpBulk::wait_read`] looks before it starts yielding the CPU: tens of
+/// microseconds of `spin_loop`, the order of loopstack's default busy-poll time.
+const SPINS: u64 = 1 << 12;
 
 pub(super) fn tcp_bulk<S: Sockets>(net: &S, family: Family, probe: Option<Probe>) -> TcpBulk<S> {
     let (stream, mut conn) = tcp_pair(net, family);
-    // Rendezvous channels (bounded(0)): one command at a time, no allocation per message,
-    // and a first blocking call that can be made to happen now (see `warm_channel`).
-    let (todo, todo_rx) = bounded::<usize>(0);
-    let (done_tx, done) = bounded::<usize>(0);
-    warm_channel(&todo, &todo_rx);
-    warm_channel(&done_tx, &done);
+    let progress = Arc::new(Progress {
+        target: AtomicU64::new(0),
+        read: AtomicU64::new(0),
+    });
+    let shared = Arc::clone(&progress);
     let server = Server::spawn::<S>("bulk", move |stop| {
-        warm_thread();
         let mut window = Window::new(probe);
         let mut buf = vec![0u8; BULK_CHUNK];
+        let mut read = 0u64;
         // Where the next byte falls in its chunk.
         let mut pos = 0;
+        window.begin();
         loop {
-            window.begin();
-            let expect = loop {
-                match todo_rx.recv_timeout(SERVER_POLL) {
-                    Ok(n) => break n,
-                    Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Acquire) => {}
-                    Err(_) => return,
+            let Some(n) = read_some::<S>(&mut conn, &mut buf, stop, "bulk") else {
+                if stop.load(Ordering::Acquire) {
+                    return;
                 }
+                panic!("{} bulk server: end of stream after {read} bytes", S::NAME);
             };
-            let mut got = 0;
-            while got < expect {
-                let want = (expect - got).min(BULK_CHUNK);
-                let Some(n) = read_some::<S>(&mut conn, &mut buf[..want], stop, "bulk") else {
-                    if stop.load(Ordering::Acquire) {
-                        return;
-                    }
-                    panic!(
-                        "{} bulk server: end of stream after {got} of {expect} bytes",
-                        S::NAME
-                    );
-                };
-                let last = (pos + n - 1) % BULK_CHUNK;
-                if buf[0] != pattern(pos) || buf[n - 1] != pattern(last) {
-                    panic!(
-                        "{} bulk server: wrong bytes in a read of {n} at offset {pos} of a chunk",
-                        S::NAME
-                    );
-                }
-                pos = (last + 1) % BULK_CHUNK;
-                got += n;
+            let last = (pos + n - 1) % BULK_CHUNK;
+            if buf[0] != pattern(pos) || buf[n - 1] != pattern(last) {
+                panic!(
+                    "{} bulk server: wrong bytes in a read of {n} at offset {pos} of a chunk",
+                    S::NAME
+                );
             }
-            loop {
-                match done_tx.send_timeout(got, SERVER_POLL) {
-                    Ok(()) => break,
-                    Err(SendTimeoutError::Timeout(_)) if !stop.load(Ordering::Acquire) => {}
-                    Err(_) => return,
-                }
+            pos = (last + 1) % BULK_CHUNK;
+            read += n as u64;
+            // The client wrote these bytes after it set their iteration's target, and sets
+            // the next target only once it sees them read: loaded before `read` is
+            // published, the target is this iteration's.
+            let target = shared.target.load(Ordering::Acquire);
+            if read > target {
+                panic!(
+                    "{} bulk server: read {read} bytes, {target} written",
+                    S::NAME
+                );
             }
-            window.end();
+            let complete = read == target;
+            if complete {
+                window.end();
+            }
+            shared.read.store(read, Ordering::Release);
+            if complete {
+                window.begin();
+            }
         }
     });
     let mut s = TcpBulk {
         stream,
-        todo: Some(todo),
-        done,
+        progress,
+        written: 0,
         data: (0..BULK_CHUNK).map(pattern).collect(),
         server,
     };
@@ -359,31 +355,45 @@ pub(super) fn tcp_bulk<S: Sockets>(net: &S, family: Family, probe: Option<Probe>
     s
 }
 
+impl<S: Sockets> TcpBulk<S> {
+    /// Waits until the server has read `target` bytes: spins, then yields the CPU (on a
+    /// machine with one CPU the server needs it), and panics after [`TIMEOUT`].
+    fn wait_read(&self, target: u64) {
+        let start = std::time::Instant::now();
+        let mut tries = 0u64;
+        while self.progress.read.load(Ordering::Acquire) < target {
+            tries += 1;
+            if tries < SPINS {
+                std::hint::spin_loop();
+                continue;
+            }
+            thread::yield_now();
+            if tries.is_multiple_of(1024) && start.elapsed() > TIMEOUT {
+                let read = self.progress.read.load(Ordering::Acquire);
+                panic!("{} bulk: the server read {read} of {target} bytes", S::NAME);
+            }
+        }
+    }
+}
+
 impl<S: Sockets> Bulk for TcpBulk<S> {
     fn transfer(&mut self, chunks: usize) {
-        let bytes = chunks * BULK_CHUNK;
-        let todo = self.todo.as_ref().expect("the scenario is live");
-        // The server takes it as soon as it is back from its last report.
-        if let Err(e) = todo.send_timeout(bytes, TIMEOUT) {
-            panic!("{} bulk: the server takes no command: {e}", S::NAME);
-        }
+        let target = self.written + (chunks * BULK_CHUNK) as u64;
+        self.progress.target.store(target, Ordering::Release);
         for i in 0..chunks {
             if let Err(e) = self.stream.write_all(&self.data) {
                 panic!("{} bulk: writing chunk {i} of {chunks}: {e}", S::NAME);
             }
         }
-        match self.done.recv_timeout(TIMEOUT) {
-            Ok(got) => assert_eq!(got, bytes, "{} bulk: the server read", S::NAME),
-            Err(e) => panic!("{} bulk: no report from the server: {e}", S::NAME),
-        }
+        self.written = target;
+        self.wait_read(target);
     }
 }
 
 impl<S: Sockets> Drop for TcpBulk<S> {
     fn drop(&mut self) {
-        let (todo, stream) = (&mut self.todo, &self.stream);
+        let stream = &self.stream;
         self.server.stop(|| {
-            drop(todo.take());
             let _ = S::tcp_shutdown_write(stream);
         });
     }
