@@ -26,6 +26,11 @@ use std::time::Duration;
 use loopstack_benches::sidebyside::paired::{calibrate, paired, quartiles, Run, SCENARIOS};
 use loopstack_benches::sidebyside::Family;
 
+/// Large buffers on page boundaries, so that no implementation's bulk copies land in the
+/// 4 KiB-aliasing slow case by where malloc put them (`PageAlignedLarge`).
+#[global_allocator]
+static GLOBAL: loopstack_testkit::PageAlignedLarge = loopstack_testkit::PageAlignedLarge;
+
 /// The pairs: loopstack's implementation first, its peer second.
 const PAIRS: [(&str, &str); 1] = [("loopstack-poll", "smoltcp")];
 

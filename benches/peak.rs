@@ -11,6 +11,11 @@ use std::process::ExitCode;
 use loopstack_benches::sidebyside::paired::Run;
 use loopstack_benches::sidebyside::Family;
 
+/// Large buffers on page boundaries, so that no implementation's bulk copies land in the
+/// 4 KiB-aliasing slow case by where malloc put them (`PageAlignedLarge`).
+#[global_allocator]
+static GLOBAL: loopstack_testkit::PageAlignedLarge = loopstack_testkit::PageAlignedLarge;
+
 /// `VmHWM`, the peak resident set, in KiB.
 fn peak_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

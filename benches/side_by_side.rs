@@ -19,6 +19,11 @@ use loopstack_benches::sidebyside::{
     PING_PONG_SIZES,
 };
 
+/// Large buffers on page boundaries, so that no implementation's bulk copies land in the
+/// 4 KiB-aliasing slow case by where malloc put them (`PageAlignedLarge`).
+#[global_allocator]
+static GLOBAL: loopstack_testkit::PageAlignedLarge = loopstack_testkit::PageAlignedLarge;
+
 fn tcp_bulk(c: &mut Criterion) {
     for family in Family::ALL {
         let mut g = c.benchmark_group(format!("tcp_bulk/{}", family.name()));

@@ -1,4 +1,5 @@
-//! Test helpers shared by loopstack's crates (a dev-dependency only).
+//! Test and benchmark helpers shared by loopstack's crates: a dependency of tests and of the
+//! benchmark binaries only, never of the stack itself.
 //!
 //! [`CountingAllocator`] proves "no heap allocation per packet once warm": install it as the
 //! global allocator of a test binary, warm the code up, then count what a section allocates
@@ -23,9 +24,14 @@
 //!
 //! [`SharedBuf`] is a writer the test keeps reading after it handed a clone to the code
 //! under test (a pcap capture's sink, say).
+//!
+//! [`PageAlignedLarge`] is the global allocator of the side-by-side benchmark binaries: it
+//! starts every allocation of 64 KiB or more on a page boundary, so that where malloc
+//! happens to put a large buffer cannot decide a bulk benchmark's result.
 
-// A global allocator can only be written with `unsafe`. This one is the only `unsafe` in
-// the workspace, and it forwards every call to the system allocator unchanged.
+// A global allocator can only be written with `unsafe`. These two are the only `unsafe` in
+// the workspace; both forward every call to the system allocator, one unchanged, the other
+// with a larger alignment for large blocks.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -69,6 +75,73 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
         unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// The system allocator, with every block of [`LARGE`] bytes or more aligned to a 4 KiB page.
+///
+/// On the AMD EPYC VM the benchmarks run on, glibc copies 64 KiB with `rep movsb`, which
+/// runs about 15 times slower when the destination is 1 to 31 bytes ahead of the source
+/// modulo 4 KiB (docs/benchmarks.md). A bulk benchmark copies 64 KiB between buffers that
+/// malloc placed, some of them inside a peer's code (smoltcp's `Loopback` allocates a
+/// `Vec` per packet and copies payload between it and its socket rings). So an unrelated
+/// change to what the process allocated earlier could move a peer into the slow case and
+/// cut its bulk figure to a fifth (it did, to smoltcp over IPv6, in the eleventh session).
+/// With every large block at offset 0 of a page, two large blocks are a whole number of
+/// pages apart, and a copy between them is only ever as far ahead as the offsets inside
+/// them make it (a 40- to 60-byte header, say), which is out of the slow range.
+///
+/// Smaller blocks are left exactly as the system allocator places them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageAlignedLarge;
+
+/// The size from which [`PageAlignedLarge`] aligns a block to a page: 64 KiB.
+pub const LARGE: usize = 64 * 1024;
+
+/// The page size the copy slowdown repeats with.
+const PAGE: usize = 4096;
+
+/// The layout `System` gets for `layout`: page-aligned when large.
+fn placed(layout: Layout) -> Layout {
+    if layout.size() >= LARGE && layout.align() < PAGE {
+        // A size below `isize::MAX` rounded up to a page cannot overflow, so this never
+        // fails; falling back to the layout as it is would still be correct.
+        Layout::from_size_align(layout.size(), PAGE).unwrap_or(layout)
+    } else {
+        layout
+    }
+}
+
+// SAFETY: every method hands `System` a layout of the same size and at least the
+// requested alignment, and frees each block with the layout it was allocated with
+// (`placed` depends on the size and alignment only, which the caller passes back
+// unchanged). `realloc` moves a block whose placement changes by hand, as
+// `GlobalAlloc::realloc`'s own default does.
+unsafe impl GlobalAlloc for PageAlignedLarge {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(placed(layout)) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, placed(layout)) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc_zeroed(placed(layout)) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old = placed(layout);
+        // The caller guarantees that this layout is valid (`GlobalAlloc::realloc`).
+        let new = placed(unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) });
+        if old.align() == new.align() {
+            return unsafe { System.realloc(ptr, old, new_size) };
+        }
+        let moved = unsafe { System.alloc(new) };
+        if !moved.is_null() {
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
+                System.dealloc(ptr, old);
+            }
+        }
+        moved
     }
 }
 
