@@ -33,7 +33,7 @@
 //! criterion bench, IPv4 bulk ran at 1.9 GiB/s and IPv6 at 6.4 GiB/s, and `perf` put two
 //! thirds of the time in the writer's copy; placed, both ran at 6.6-6.9 GiB/s. The copies
 //! inside smoltcp (ring to packet, packet to ring) depend on where its per-packet `Vec` lands,
-//! which this file cannot choose; the benchmark binaries' global allocator
+//! which this file cannot choose; the timing binaries' global allocator
 //! (`loopstack_testkit::PageAlignedLarge`) starts that `Vec` and the rings on page
 //! boundaries, so those copies are a header's length apart modulo 4 KiB and run at full
 //! speed. (Without it, a change elsewhere in the benchmark that only moved what the process

@@ -25,7 +25,7 @@
 //! [`SharedBuf`] is a writer the test keeps reading after it handed a clone to the code
 //! under test (a pcap capture's sink, say).
 //!
-//! [`PageAlignedLarge`] is the global allocator of the side-by-side benchmark binaries: it
+//! [`PageAlignedLarge`] is the global allocator of the side-by-side timing binaries: it
 //! starts every allocation of 64 KiB or more on a page boundary, so that where malloc
 //! happens to put a large buffer cannot decide a bulk benchmark's result.
 
@@ -92,6 +92,10 @@ unsafe impl GlobalAlloc for CountingAllocator {
 /// them make it (a 40- to 60-byte header, say), which is out of the slow range.
 ///
 /// Smaller blocks are left exactly as the system allocator places them.
+///
+/// Not for measuring memory: the system allocator zeroes an over-aligned block by hand,
+/// where `calloc` leaves fresh pages untouched, so every page of a large zeroed block
+/// (a packet pool's) becomes resident.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PageAlignedLarge;
 
