@@ -288,8 +288,10 @@ struct Progress {
     read: AtomicU64,
 }
 
-/// How many times [`TcpBulk::wait_read`] looks before it starts yielding the CPU: tens of
-/// microseconds of `spin_loop`, the order of loopstack's default busy-poll time.
+/// How many times [`TcpBulk::wait_read`] looks, with a `spin_loop` hint between looks,
+/// before it starts yielding the CPU between them. A count, not a measured time, and not
+/// tuned: it only bounds how long the client keeps a CPU that, on a machine with one, the
+/// server needs.
 const SPINS: u64 = 1 << 12;
 
 pub(super) fn tcp_bulk<S: Sockets>(net: &S, family: Family, probe: Option<Probe>) -> TcpBulk<S> {
