@@ -86,6 +86,12 @@ impl Slot {
         self.class
     }
 
+    /// Takes the slot's reference to its pool out, as a slot going back on the free list
+    /// must not hold one.
+    pub(crate) fn take_pool(&mut self) -> Option<Arc<Inner>> {
+        self.pool.take()
+    }
+
     /// Bytes in the window (the attached fragment not included).
     #[inline]
     fn len(&self) -> usize {
@@ -119,6 +125,36 @@ impl PacketBuf {
         slot.end = start;
         slot.pool = Some(pool);
         PacketBuf { slot: Some(slot) }
+    }
+
+    /// Hands out a slot from a [`PoolCache`](crate::PoolCache)'s stock, which still holds
+    /// its pool, as an empty packet with `headroom` in front of it.
+    #[inline]
+    pub(crate) fn reuse(mut slot: Box<Slot>, headroom: usize) -> Self {
+        debug_assert!(slot.pool.is_some() && slot.frag.is_none());
+        let start = headroom.min(slot.storage.len());
+        slot.start = start;
+        slot.end = start;
+        PacketBuf { slot: Some(slot) }
+    }
+
+    /// The buffer's slot, for a cache's stock: still holding its pool, with no fragment.
+    /// Refused (the buffer given back) if the buffer is not from `pool`.
+    #[inline]
+    pub(crate) fn into_slot_of(mut self, pool: &Arc<Inner>) -> Result<Box<Slot>, PacketBuf> {
+        if !Arc::ptr_eq(self.inner(), pool) {
+            return Err(self);
+        }
+        let mut slot = self.slot.take().expect("a live PacketBuf has its slot");
+        // A free slot must not keep a sender's block alive (as in `drop`).
+        slot.frag = None;
+        Ok(slot)
+    }
+
+    /// The size class of the buffer.
+    #[inline]
+    pub(crate) fn class(&self) -> usize {
+        self.slot().class
     }
 
     #[inline]

@@ -35,9 +35,11 @@
 //! ```
 
 mod buf;
+mod cache;
 mod error;
 mod pool;
 
 pub use buf::PacketBuf;
+pub use cache::{PoolCache, MAX_STOCK};
 pub use error::{BufError, ConfigError, PoolError};
 pub use pool::{ClassStats, PacketPool, PoolConfig, PoolStats, SizeClass};

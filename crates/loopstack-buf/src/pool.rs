@@ -1,8 +1,10 @@
 //! The pool: size classes of pre-allocated buffers, each class a LIFO free list.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::buf::{PacketBuf, Slot};
+use crate::cache::{stock_limit, CacheCounters};
 use crate::error::{ConfigError, PoolError};
 
 /// One size class: `count` buffers that each hold a packet of up to `capacity` bytes (the
@@ -163,6 +165,9 @@ impl Class {
 pub(crate) struct Inner {
     pub(crate) headroom: usize,
     classes: Box<[Class]>,
+    /// The counters of every [`PoolCache`](crate::PoolCache) in front of this pool, which
+    /// [`PacketPool::stats`] adds in. A dead entry is pruned when the next cache registers.
+    caches: Mutex<Vec<Weak<CacheCounters>>>,
 }
 
 impl Inner {
@@ -193,6 +198,34 @@ impl Inner {
                     count: c.count,
                 })
             }
+        }
+    }
+
+    /// How many free buffers a cache may stock of each class.
+    pub(crate) fn stock_limits(&self) -> Box<[usize]> {
+        self.classes.iter().map(|c| stock_limit(c.count)).collect()
+    }
+
+    /// Lists a new cache's counters for [`PacketPool::stats`].
+    pub(crate) fn register(&self, counters: &Arc<CacheCounters>) {
+        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        caches.retain(|c| c.strong_count() > 0);
+        caches.push(Arc::downgrade(counters));
+    }
+
+    /// Gives a stocked slot (one that still holds its pool) back to its free list.
+    pub(crate) fn release_stocked(&self, mut slot: Box<Slot>) {
+        // The slot's reference to the pool is dropped after the push; `self` is that
+        // pool, kept alive by the cache's own handle meanwhile.
+        let pool = slot.take_pool();
+        self.release(slot);
+        drop(pool);
+    }
+
+    /// Adds allocations a cache served to a class's count (when the cache goes).
+    pub(crate) fn add_allocated(&self, class: usize, n: u64) {
+        if let Some(c) = self.classes.get(class) {
+            c.lock().allocated += n;
         }
     }
 
@@ -245,6 +278,7 @@ impl PacketPool {
             inner: Arc::new(Inner {
                 headroom: config.headroom,
                 classes,
+                caches: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -278,22 +312,46 @@ impl PacketPool {
     }
 
     /// A snapshot of the counters. Takes each class's lock briefly; not for the hot path.
+    ///
+    /// Buffers stocked by a [`PoolCache`](crate::PoolCache) count as free, and the
+    /// allocations it served as allocations; both are exact whenever no buffer is being
+    /// allocated or freed at the same moment.
     pub fn stats(&self) -> PoolStats {
+        let caches: Vec<Arc<CacheCounters>> = self
+            .inner
+            .caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         PoolStats {
             headroom: self.inner.headroom,
             classes: self
                 .inner
                 .classes
                 .iter()
-                .map(|c| {
+                .enumerate()
+                .map(|(i, c)| {
+                    let (stocked, cache_allocated) = caches
+                        .iter()
+                        .filter_map(|k| k.classes.get(i))
+                        .fold((0, 0), |(s, a), k| {
+                            (
+                                s + k.stocked.load(Ordering::Relaxed),
+                                a + k.allocated.load(Ordering::Relaxed),
+                            )
+                        });
                     let list = c.lock();
                     ClassStats {
                         capacity: c.capacity,
                         count: c.count,
-                        in_use: c.count - list.free.len(),
+                        // Saturating: a cache may move a buffer while this reads.
+                        in_use: c.count.saturating_sub(list.free.len() + stocked),
+                        stocked,
                         high_water: list.high_water,
                         exhausted: list.exhausted,
-                        allocated: list.allocated,
+                        allocated: list.allocated + cache_allocated,
                     }
                 })
                 .collect(),
@@ -316,9 +374,13 @@ pub struct ClassStats {
     pub capacity: usize,
     /// Buffers in the class.
     pub count: usize,
-    /// Buffers currently handed out.
+    /// Buffers currently handed out (a buffer stocked by a
+    /// [`PoolCache`](crate::PoolCache) is not: it is free, only not on the shared list).
     pub in_use: usize,
-    /// The most buffers ever handed out at once.
+    /// Free buffers held in [`PoolCache`](crate::PoolCache) stocks.
+    pub stocked: usize,
+    /// The most buffers ever handed out at once, counting those in caches' stocks as
+    /// handed out: an upper bound on the most ever in use.
     pub high_water: usize,
     /// Allocations refused because the class was empty.
     pub exhausted: u64,

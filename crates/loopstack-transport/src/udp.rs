@@ -30,7 +30,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
-use loopstack_buf::{PacketBuf, PacketPool, PoolError};
+use loopstack_buf::{PacketBuf, PacketPool, PoolCache, PoolError};
 use loopstack_internet::icmp::{IcmpError, QuotedPacket};
 use loopstack_internet::ingress::proto;
 use loopstack_internet::{Internet, IpMeta, Links, Path, SendOptions};
@@ -221,7 +221,10 @@ type Key = (u16, IpAddr);
 /// The UDP layer of one host: every UDP socket, their receive queues, and the counters.
 #[derive(Debug)]
 pub struct Udp {
-    pool: PacketPool,
+    /// Send buffers come from here, and the buffers of datagrams read go back here: in
+    /// steady state a datagram's buffer moves from the reader to the next send without
+    /// touching the shared pool's lock (`PoolCache`).
+    pool: PoolCache,
     config: UdpConfig,
     slots: Vec<Slot>,
     /// Indices of empty slots, reused last-freed first.
@@ -267,7 +270,7 @@ impl Udp {
     /// A UDP layer with no sockets, taking send buffers from `pool`.
     pub fn new(pool: PacketPool, config: UdpConfig) -> Self {
         Udp {
-            pool,
+            pool: PoolCache::new(pool),
             config,
             slots: Vec::new(),
             free: Vec::new(),
@@ -601,8 +604,10 @@ impl Udp {
         s.queued_bytes -= d.payload.len();
         let n = d.payload.len().min(buf.len());
         buf[..n].copy_from_slice(&d.payload[..n]);
-        // `d` drops here and its buffer returns to the pool.
-        Ok((n, d.from))
+        let from = d.from;
+        // The buffer goes to this layer's stock, for the next send.
+        self.pool.recycle(d.payload);
+        Ok((n, from))
     }
 
     /// [`recv_from`](Self::recv_from) without the sender. Works on unconnected sockets too,

@@ -629,9 +629,19 @@ impl Connection {
     /// Reads received bytes in order (RFC 9293 3.10.3). `Ok(0)` is end of file: the peer
     /// sent FIN and everything before it has been read.
     pub fn recv(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        self.recv_recycling(out, drop)
+    }
+
+    /// [`recv`](Self::recv), handing each packet buffer read to its end to `recycle`
+    /// (a layer's [`PoolCache`](loopstack_buf::PoolCache)) instead of dropping it.
+    pub fn recv_recycling(
+        &mut self,
+        out: &mut [u8],
+        recycle: impl FnMut(PacketBuf),
+    ) -> Result<usize, Error> {
         if !self.recv_q.is_empty() && !out.is_empty() {
             let before = self.rcv_window();
-            let n = self.recv_q.read(out);
+            let n = self.recv_q.read_recycling(out, recycle);
             // Reading opened the window: tell the peer if it grew enough to matter (the
             // receiver's side of silly window avoidance, RFC 9293 3.8.6.2.2), a closed
             // window included: the update is due once the window can open by a step, not

@@ -84,6 +84,12 @@ impl RecvQueue {
     /// Copies queued bytes, in order, into `out` and removes them; returns how many (0 if
     /// the queue is empty or `out` is). Buffers read to their end go back to the pool.
     pub fn read(&mut self, out: &mut [u8]) -> usize {
+        self.read_recycling(out, drop)
+    }
+
+    /// [`read`](Self::read), handing each buffer read to its end to `recycle` instead of
+    /// dropping it.
+    pub fn read_recycling(&mut self, out: &mut [u8], mut recycle: impl FnMut(PacketBuf)) -> usize {
         let mut copied = 0;
         while copied < out.len() {
             let Some(front) = self.bufs.front_mut() else {
@@ -94,7 +100,9 @@ impl RecvQueue {
             let n = front.copy_out(0, &mut out[copied..]);
             copied += n;
             if n == front.len() {
-                self.bufs.pop_front();
+                if let Some(done) = self.bufs.pop_front() {
+                    recycle(done);
+                }
             } else {
                 // n < len: cannot fail.
                 let stripped = front.strip_front(n);

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::sync::Arc;
 
-use loopstack_buf::{PacketBuf, PacketPool};
+use loopstack_buf::{PacketBuf, PacketPool, PoolCache};
 use loopstack_internet::icmp::{IcmpError, QuotedPacket, RateLimiter};
 use loopstack_internet::ingress::proto;
 use loopstack_internet::{Internet, IpMeta, Links, Path, SendOptions};
@@ -116,7 +116,9 @@ pub struct SocketEntry {
 /// All TCP sockets of one stack.
 #[derive(Debug)]
 pub struct Tcp {
-    pool: PacketPool,
+    /// Segments are built in buffers from here, and the buffers of received data go back
+    /// here once read, so a round trip's buffers move without the shared pool's lock.
+    pool: PoolCache,
     shared: Shared,
     isn: IsnGenerator,
     rng: Rng,
@@ -168,6 +170,31 @@ impl Shared {
     }
 }
 
+/// The connection `h` names, marked dirty (queued for `dispatch`): what every call on a
+/// connection needs. A function of the two fields, not a method, so that a caller can
+/// borrow the table's other fields (the pool) at the same time.
+fn conn_in<'a>(
+    slots: &'a mut [Slot],
+    dirty: &mut Vec<u32>,
+    h: TcpHandle,
+) -> Result<&'a mut Connection, Error> {
+    let slot = slots.get_mut(h.index as usize).ok_or(Error::BadHandle)?;
+    if slot.generation != h.generation {
+        return Err(Error::BadHandle);
+    }
+    match slot.sock.as_mut() {
+        Some(Sock::Conn(c)) => {
+            if !c.dirty {
+                c.dirty = true;
+                dirty.push(h.index);
+            }
+            Ok(&mut c.conn)
+        }
+        Some(Sock::Listener(_)) => Err(Error::NotConnected),
+        None => Err(Error::BadHandle),
+    }
+}
+
 fn unspecified(v6: bool) -> IpAddr {
     if v6 {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
@@ -193,7 +220,7 @@ impl Tcp {
         let mut rng = Rng::new(seed);
         let isn = IsnGenerator::new([rng.next_u64(), rng.next_u64()]);
         Tcp {
-            pool,
+            pool: PoolCache::new(pool),
             shared: Shared {
                 challenge: RateLimiter::new(
                     config.challenge_acks_per_sec,
@@ -281,24 +308,8 @@ impl Tcp {
 
     /// The connection behind `h`, with the context its calls need, and marks it dirty.
     fn conn_mut(&mut self, h: TcpHandle) -> Result<(&mut Connection, Ctx<'_>), Error> {
-        let slot = self
-            .slots
-            .get_mut(h.index as usize)
-            .ok_or(Error::BadHandle)?;
-        if slot.generation != h.generation {
-            return Err(Error::BadHandle);
-        }
-        match slot.sock.as_mut() {
-            Some(Sock::Conn(c)) => {
-                if !c.dirty {
-                    c.dirty = true;
-                    self.dirty.push(h.index);
-                }
-                Ok((&mut c.conn, self.shared.ctx()))
-            }
-            Some(Sock::Listener(_)) => Err(Error::NotConnected),
-            None => Err(Error::BadHandle),
-        }
+        let c = conn_in(&mut self.slots, &mut self.dirty, h)?;
+        Ok((c, self.shared.ctx()))
     }
 
     /// After a call that may have changed the connection at `index`: queues it for
@@ -440,7 +451,7 @@ impl Tcp {
             .interfaces()
             .get(decision.iface)
             .map_or(1280, |i| i.mtu());
-        let mss = mss_for(mtu, v6, &self.pool);
+        let mss = mss_for(mtu, v6, self.pool.pool());
         let iss = self.isn.isn(now, local, remote);
         let mut ctx = self.shared.ctx();
         let conn = Connection::connect(local, remote, iss, mss, &mut ctx);
@@ -491,8 +502,10 @@ impl Tcp {
 
     /// Reads bytes; `Ok(0)` at end of file, [`Error::WouldBlock`] when nothing is queued.
     pub fn recv(&mut self, h: TcpHandle, out: &mut [u8]) -> Result<usize, Error> {
-        let (c, _) = self.conn_mut(h)?;
-        c.recv(out)
+        let c = conn_in(&mut self.slots, &mut self.dirty, h)?;
+        // The buffers read to their end go to this layer's stock, for the next segment.
+        let pool = &mut self.pool;
+        c.recv_recycling(out, |b| pool.recycle(b))
     }
 
     /// Copies queued bytes without consuming them.
@@ -810,7 +823,7 @@ impl Tcp {
             .ok()
             .and_then(|d| ip.interfaces().get(d.iface))
             .map_or(1280, |i| i.mtu());
-        let mss = mss_for(mtu, local.is_ipv6(), &self.pool);
+        let mss = mss_for(mtu, local.is_ipv6(), self.pool.pool());
         let iss = self.isn.isn(now, local, remote);
         let mut ctx = self.shared.ctx();
         let conn = Connection::accept_syn(local, remote, iss, mss, h, &mut ctx);
@@ -1039,7 +1052,7 @@ impl Tcp {
                 Some((block, range)) => Payload::Share(block, range),
                 None => Payload::Copy(&|dst| c.conn.copy_payload(&out, dst)),
             };
-            let packet = match build_segment(&self.pool, local, remote, &out, payload) {
+            let packet = match build_segment(&mut self.pool, local, remote, &out, payload) {
                 Ok(p) => p,
                 Err(_) => {
                     // No buffer: the segment counts as lost; the retransmission timer
@@ -1080,7 +1093,7 @@ impl Tcp {
             payload_offset: 0,
             payload_len: 0,
         };
-        match build_segment(&self.pool, local, remote, &out, Payload::Copy(&|_| 0)) {
+        match build_segment(&mut self.pool, local, remote, &out, Payload::Copy(&|_| 0)) {
             Ok(packet) => {
                 self.count_out(&out, false);
                 let _ = send_down(now, packet, local, remote, ip, links);
@@ -1146,7 +1159,7 @@ enum Payload<'a> {
 /// send buffer), and the partial checksum (the pseudo-header's sum), which the IP layer
 /// finishes unless the device offloads it ([`SendOptions::checksum_at`]).
 fn build_segment(
-    pool: &PacketPool,
+    pool: &mut PoolCache,
     local: SocketAddr,
     remote: SocketAddr,
     out: &Outgoing,
@@ -1155,10 +1168,8 @@ fn build_segment(
     let header_len = out.header.wire_len();
     debug_assert!(header_len <= MAX_HEADER_LEN);
     let len = header_len + out.payload_len;
-    let too_long = |_| Error::MessageTooLong {
-        len,
-        max: pool.max_packet(),
-    };
+    let max = pool.pool().max_packet();
+    let too_long = |_| Error::MessageTooLong { len, max };
     let partial = checksum::partial(local.ip(), remote.ip(), proto::TCP, len);
     // The bytes in the packet's own buffer: everything, or only the header when the
     // payload is attached from the send buffer instead.
