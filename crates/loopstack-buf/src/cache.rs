@@ -1,35 +1,4 @@
 //! A layer's private stock of free buffers, in front of the shared pool.
-//!
-//! Taking a buffer from the [`PacketPool`] and giving it back costs six atomic
-//! read-modify-writes: the free list's lock and unlock each way, and the pool's reference
-//! count, which a buffer holds while it is out. Uncontended, that is about 15 ns per packet
-//! on the 2-vCPU VM of docs/benchmarks.md, a fifth of what a whole small datagram may cost
-//! if loopstack is to be twice as fast as smoltcp.
-//!
-//! A [`PoolCache`] is owned by one layer of one stack (UDP, TCP) and used under whatever
-//! exclusive access that layer already has, so its stock is a plain `Vec`: a layer that
-//! consumes the packets it receives ([`recycle`](PoolCache::recycle)) and allocates the ones
-//! it sends ([`alloc`](PoolCache::alloc)) moves buffers between the two with no atomic
-//! operation at all. A buffer in the stock keeps its reference to the pool, so neither move
-//! touches the count.
-//!
-//! What the stock does to the pool's promises, and how they are kept:
-//!
-//! - **Counters.** [`PacketPool::stats`] reads every live cache's counters (plain stores by
-//!   the owner, relaxed loads by the reader): a stocked buffer is free, not in use, and an
-//!   allocation served from a stock counts in [`ClassStats::allocated`] like any other.
-//!   Both are exact whenever no layer is allocating or freeing at that moment, as the
-//!   pool's own counters are. The high-water mark counts stocked buffers as in use, so it
-//!   stays what it was documented to be: an upper bound on the most buffers ever in use.
-//! - **Exhaustion.** A stock is bounded: at most [`MAX_STOCK`] buffers and a sixteenth of
-//!   its class, so at most that many buffers can sit idle in one layer while another finds
-//!   the class empty; a class of fewer than 16 buffers (the small pools that tests
-//!   exhaust on purpose) is never stocked, and exhausts exactly as before.
-//! - **Lifetime.** A stock lives in its layer: dropping the cache gives every stocked
-//!   buffer back to the free list, so nothing keeps the pool's memory alive once the stack
-//!   that used it is gone.
-//!
-//! [`ClassStats::allocated`]: crate::ClassStats::allocated
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -74,7 +43,38 @@ pub(crate) struct CacheCounters {
 }
 
 /// A bounded stock of free buffers of one [`PacketPool`], private to the layer that owns
-/// it. See the [module documentation](self) for what it changes and what it keeps.
+/// it.
+///
+/// Taking a buffer from the [`PacketPool`] and giving it back costs six atomic
+/// read-modify-writes: the free list's lock and unlock each way, and the pool's reference
+/// count, which a buffer holds while it is out. Uncontended, that is about 15 ns per packet
+/// on the 2-vCPU VM of docs/benchmarks.md, a fifth of what a whole small datagram may cost
+/// if loopstack is to be twice as fast as smoltcp.
+///
+/// A [`PoolCache`] is owned by one layer of one stack (UDP, TCP) and used under whatever
+/// exclusive access that layer already has, so its stock is a plain `Vec`: a layer that
+/// consumes the packets it receives ([`recycle`](PoolCache::recycle)) and allocates the ones
+/// it sends ([`alloc`](PoolCache::alloc)) moves buffers between the two with no atomic
+/// operation at all. A buffer in the stock keeps its reference to the pool, so neither move
+/// touches the count.
+///
+/// What the stock does to the pool's promises, and how they are kept:
+///
+/// - **Counters.** [`PacketPool::stats`] reads every live cache's counters (plain stores by
+///   the owner, relaxed loads by the reader): a stocked buffer is free, not in use, and an
+///   allocation served from a stock counts in [`ClassStats::allocated`] like any other.
+///   Both are exact whenever no layer is allocating or freeing at that moment, as the
+///   pool's own counters are. The high-water mark counts stocked buffers as in use, so it
+///   stays what it was documented to be: an upper bound on the most buffers ever in use.
+/// - **Exhaustion.** A stock is bounded: at most [`MAX_STOCK`] buffers and a sixteenth of
+///   its class, so at most that many buffers can sit idle in one layer while another finds
+///   the class empty; a class of fewer than 16 buffers (the small pools that tests
+///   exhaust on purpose) is never stocked, and exhausts exactly as before.
+/// - **Lifetime.** A stock lives in its layer: dropping the cache gives every stocked
+///   buffer back to the free list, so nothing keeps the pool's memory alive once the stack
+///   that used it is gone.
+///
+/// [`ClassStats::allocated`]: crate::ClassStats::allocated
 ///
 /// ```
 /// use loopstack_buf::{PacketPool, PoolCache, PoolConfig};

@@ -20,6 +20,11 @@
 //! ([`PoolConfig::total_bytes`]); when a class runs out, allocation returns
 //! [`PoolError::Exhausted`] at once: it never blocks, never grows, never panics.
 //!
+//! A layer that both receives packets and sends them (UDP, TCP) keeps a [`PoolCache`] in
+//! front of the pool: a small, bounded stock of free buffers that it refills with the
+//! packets it has read and takes its sends from, so that a steady exchange never takes the
+//! pool's lock. The pool's counters include every stock ([`ClassStats::stocked`]).
+//!
 //! ```
 //! use loopstack_buf::{PacketPool, PoolConfig};
 //!
