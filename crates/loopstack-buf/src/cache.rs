@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::buf::{PacketBuf, Slot};
 use crate::error::PoolError;
-use crate::pool::PacketPool;
+use crate::pool::{filled, PacketPool};
 
 /// The most free buffers one cache keeps per size class.
 ///
@@ -138,17 +138,15 @@ impl PoolCache {
                     .store(c.allocated.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 Ok(PacketBuf::reuse(slot, inner.headroom))
             }
-            None => self.pool.alloc(len),
+            // The class is known: straight to its free list, not through `alloc` again.
+            None => self.pool.alloc_class(class),
         }
     }
 
     /// Like [`PacketPool::alloc_from_slice`]: a buffer holding a copy of `bytes`.
     #[inline]
     pub fn alloc_from_slice(&mut self, bytes: &[u8]) -> Result<PacketBuf, PoolError> {
-        let mut buf = self.alloc(bytes.len())?;
-        buf.extend_from_slice(bytes)
-            .expect("the class was chosen to fit these bytes");
-        Ok(buf)
+        self.alloc(bytes.len()).map(|buf| filled(buf, bytes))
     }
 
     /// Takes back a packet its owner is done with: into the stock if it came from this

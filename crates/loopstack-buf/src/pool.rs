@@ -288,17 +288,18 @@ impl PacketPool {
     /// call fails rather than borrowing a larger buffer, so that floods of small packets can
     /// never starve full-size ones.
     pub fn alloc(&self, len: usize) -> Result<PacketBuf, PoolError> {
-        let class = self.inner.class_for(len)?;
+        self.alloc_class(self.inner.class_for(len)?)
+    }
+
+    /// An empty buffer of size class `class`, from the free list.
+    pub(crate) fn alloc_class(&self, class: usize) -> Result<PacketBuf, PoolError> {
         let slot = self.inner.take(class)?;
         Ok(PacketBuf::new(Arc::clone(&self.inner), slot))
     }
 
     /// A buffer holding a copy of `bytes`: the one copy in that a packet's life starts with.
     pub fn alloc_from_slice(&self, bytes: &[u8]) -> Result<PacketBuf, PoolError> {
-        let mut buf = self.alloc(bytes.len())?;
-        buf.extend_from_slice(bytes)
-            .expect("the class was chosen to fit these bytes");
-        Ok(buf)
+        self.alloc(bytes.len()).map(|buf| filled(buf, bytes))
     }
 
     /// Headroom every buffer starts with.
@@ -365,6 +366,13 @@ impl PacketPool {
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         PacketPool { inner }
     }
+}
+
+/// `buf`, just allocated for `bytes.len()` bytes, with `bytes` copied in.
+pub(crate) fn filled(mut buf: PacketBuf, bytes: &[u8]) -> PacketBuf {
+    buf.extend_from_slice(bytes)
+        .expect("the class was chosen to fit these bytes");
+    buf
 }
 
 /// Counters of one size class.
