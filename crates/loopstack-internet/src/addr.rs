@@ -205,37 +205,49 @@ impl fmt::Display for Martian {
 /// than 0.0.0.0, a broadcast or multicast address, or (g) 127/8 "if it arrives from the
 /// network"; RFC 4291 2.5.3 says the same of ::1 for IPv6.
 pub fn check_incoming(src: IpAddr, dst: IpAddr, on_loopback: bool) -> Option<Martian> {
-    if !on_loopback && (is_loopback(src) || is_loopback(dst)) {
-        return Some(Martian::LoopbackOnWire);
-    }
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            if s.is_multicast() {
-                return Some(Martian::MulticastSource);
-            }
-            if s.is_broadcast() {
-                return Some(Martian::BroadcastSource);
-            }
-            if s.octets()[0] == 0 && !s.is_unspecified() || d.octets()[0] == 0 {
-                return Some(Martian::ThisNetwork);
-            }
-            if (s.octets()[0] >= 240) || (d.octets()[0] >= 240 && !d.is_broadcast()) {
-                return Some(Martian::Reserved);
-            }
-            None
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            if s.is_multicast() {
-                return Some(Martian::MulticastSource);
-            }
-            if d.is_unspecified() {
-                return Some(Martian::UnspecifiedDestination);
-            }
-            None
-        }
+        (IpAddr::V4(s), IpAddr::V4(d)) => check_incoming_v4(s, d, on_loopback),
+        (IpAddr::V6(s), IpAddr::V6(d)) => check_incoming_v6(s, d, on_loopback),
         // A header cannot mix families; treat it as unspecified rather than panic.
         _ => Some(Martian::UnspecifiedDestination),
     }
+}
+
+/// [`check_incoming`] of an IPv4 packet. The receive path calls it with the addresses read
+/// from the packet's bytes, which keeps them in registers (see `Internet::receive_with`).
+#[inline]
+pub fn check_incoming_v4(s: Ipv4Addr, d: Ipv4Addr, on_loopback: bool) -> Option<Martian> {
+    if !on_loopback && (s.is_loopback() || d.is_loopback()) {
+        return Some(Martian::LoopbackOnWire);
+    }
+    if s.is_multicast() {
+        return Some(Martian::MulticastSource);
+    }
+    if s.is_broadcast() {
+        return Some(Martian::BroadcastSource);
+    }
+    if s.octets()[0] == 0 && !s.is_unspecified() || d.octets()[0] == 0 {
+        return Some(Martian::ThisNetwork);
+    }
+    if (s.octets()[0] >= 240) || (d.octets()[0] >= 240 && !d.is_broadcast()) {
+        return Some(Martian::Reserved);
+    }
+    None
+}
+
+/// [`check_incoming`] of an IPv6 packet.
+#[inline]
+pub fn check_incoming_v6(s: Ipv6Addr, d: Ipv6Addr, on_loopback: bool) -> Option<Martian> {
+    if !on_loopback && (s.is_loopback() || d.is_loopback()) {
+        return Some(Martian::LoopbackOnWire);
+    }
+    if s.is_multicast() {
+        return Some(Martian::MulticastSource);
+    }
+    if d.is_unspecified() {
+        return Some(Martian::UnspecifiedDestination);
+    }
+    None
 }
 
 /// Checks the addresses of a packet about to leave by an interface: the stack never sends a

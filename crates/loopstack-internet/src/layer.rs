@@ -2,12 +2,13 @@
 //!
 //! ```text
 //!   transport ──send()──▶ route, pick source, prepend IP header, fragment ──▶ Links::transmit
-//!   transport ◀─Delivery── check header, martians, local?, reassemble, ICMP ◀── receive()
+//!   transport ◀──Upper──── check header, martians, local?, reassemble, ICMP ◀── receive_with()
 //! ```
 //!
-//! [`Internet::receive`] takes one packet off a device and decides: deliver it up (a
-//! [`Delivery`]), answer it (an echo reply or an ICMP error, sent through [`Links`]), forward
-//! it (only if forwarding is on), or drop it and count why. [`Internet::send`] takes a
+//! [`Internet::receive_with`] takes one packet off a device and decides: deliver it up (a
+//! call to the [`Upper`] layer; [`Internet::receive`] returns a [`Delivery`] instead),
+//! answer it (an echo reply or an ICMP error, sent through [`Links`]), forward it (only if
+//! forwarding is on), or drop it and count why. [`Internet::send`] takes a
 //! transport message whose header is already in the buffer and sends it down. Nothing here
 //! reads a clock or does I/O: time comes in as `now`, and packets go out through the
 //! caller's [`Links`].
@@ -41,6 +42,72 @@ pub trait Links {
         iface: InterfaceId,
         packet: PacketBuf,
     ) -> Result<(), TxError>;
+}
+
+/// The layer above, as [`Internet::receive_with`] hands it what arrives: the way Linux's
+/// `ip_local_deliver` calls the protocol's handler (`inet_protos`) rather than returning the
+/// packet to a caller that would then choose one.
+///
+/// The callback is there for speed as much as for shape: a [`Delivery`] returned by value
+/// goes through memory, and its addresses (`IpAddr` is 17 bytes, byte-aligned) were read
+/// back in wider pieces than they had been written, a store-forwarding stall on every
+/// packet (docs/benchmarks.md, item 17). Handed over as arguments to an inlined call, they
+/// stay in registers.
+pub trait Upper {
+    /// A TCP or UDP message for a local socket; `packet` starts at the transport header.
+    /// `ip` and `links` are there for answers (an ICMP error, a TCP reset).
+    fn transport<L: Links>(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        packet: PacketBuf,
+        ip: &mut Internet,
+        links: &mut L,
+    );
+
+    /// An ICMP error about a packet this host sent, with the quoted header so transport can
+    /// find the socket it concerns (RFC 1122 3.2.2.1: pass it up).
+    fn icmp_error<L: Links>(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        error: IcmpError,
+        quoted: QuotedPacket,
+        ip: &mut Internet,
+        links: &mut L,
+    );
+}
+
+/// An [`Upper`] that keeps what it is handed, for [`Internet::receive`].
+struct Collect(Option<Delivery>);
+
+impl Upper for Collect {
+    fn transport<L: Links>(
+        &mut self,
+        _: Instant,
+        meta: IpMeta,
+        packet: PacketBuf,
+        _: &mut Internet,
+        _: &mut L,
+    ) {
+        self.0 = Some(Delivery::Transport { meta, packet });
+    }
+
+    fn icmp_error<L: Links>(
+        &mut self,
+        _: Instant,
+        meta: IpMeta,
+        error: IcmpError,
+        quoted: QuotedPacket,
+        _: &mut Internet,
+        _: &mut L,
+    ) {
+        self.0 = Some(Delivery::IcmpError {
+            meta,
+            error,
+            quoted,
+        });
+    }
 }
 
 /// Settings, with Linux's defaults.
@@ -771,14 +838,30 @@ impl Internet {
 
     /// Takes one packet that arrived on `iface` and decides its fate. Returns what transport
     /// must see, if anything; echo replies, ICMP errors and forwarded packets go out through
-    /// `links` on the way.
+    /// `links` on the way. [`receive_with`](Self::receive_with) hands the delivery straight
+    /// to the layer above instead, which is what the stack's loop does.
     pub fn receive<L: Links>(
+        &mut self,
+        now: Instant,
+        iface: InterfaceId,
+        packet: PacketBuf,
+        links: &mut L,
+    ) -> Option<Delivery> {
+        let mut up = Collect(None);
+        self.receive_with(now, iface, packet, links, &mut up);
+        up.0
+    }
+
+    /// [`receive`](Self::receive), handing what transport must see to `upper` as it is
+    /// found.
+    pub fn receive_with<L: Links, U: Upper>(
         &mut self,
         now: Instant,
         iface: InterfaceId,
         mut packet: PacketBuf,
         links: &mut L,
-    ) -> Option<Delivery> {
+        upper: &mut U,
+    ) {
         let offload = links
             .capabilities(iface)
             .is_some_and(|c| c.checksum_offload.rx);
@@ -789,7 +872,7 @@ impl Internet {
             .map(|i| i.is_loopback())
         else {
             self.stats.ip.in_discards += 1;
-            return None;
+            return;
         };
         let v6 = match packet.first().map(|b| b >> 4) {
             Some(4) => false,
@@ -797,7 +880,7 @@ impl Internet {
             _ => {
                 self.stats.ip.in_receives += 1;
                 self.stats.ip.in_hdr_errors += 1;
-                return None;
+                return;
             }
         };
         if v6 {
@@ -816,7 +899,7 @@ impl Internet {
             Checked::Ok(h) => h,
             Checked::Drop(e) => {
                 self.count_header_error(v6, e);
-                return None;
+                return;
             }
             Checked::ParameterProblem { code, pointer, .. } => {
                 self.stats.ip6.in_hdr_errors += 1;
@@ -826,7 +909,7 @@ impl Internet {
                     IcmpError::ParameterProblem { pointer }
                 };
                 self.icmp_error(now, error, &packet, links);
-                return None;
+                return;
             }
         };
         packet.truncate(header.total_len);
@@ -841,26 +924,45 @@ impl Internet {
             // misbehaving sender's sake.
             if packet.linearize().is_err() {
                 self.count_in_discard(v6);
-                return None;
+                return;
             }
         }
-        if addr::check_incoming(header.src, header.dst, on_loopback).is_some() {
+        // The addresses are read again from the packet rather than taken from `header`:
+        // there, each `IpAddr` (17 bytes, byte-aligned) was written in pieces and would be
+        // read back in wider ones, a store-forwarding stall that perf put at 4-6% of a UDP
+        // round trip each time (docs/benchmarks.md, item 17). From the bytes they stay in
+        // registers.
+        let (martian, src, dst) = if v6 {
+            let (s, d) = (v6_at(&packet, 8), v6_at(&packet, 24));
+            let martian = addr::check_incoming_v6(s, d, on_loopback);
+            (martian, IpAddr::V6(s), IpAddr::V6(d))
+        } else {
+            let (s, d) = (v4_at(&packet, 12), v4_at(&packet, 16));
+            let martian = addr::check_incoming_v4(s, d, on_loopback);
+            (martian, IpAddr::V4(s), IpAddr::V4(d))
+        };
+        if martian.is_some() {
             if v6 {
                 self.stats.ip6.in_martians += 1;
             } else {
                 self.stats.ip.in_martians += 1;
             }
-            return None;
+            return;
         }
-        if !self.accepts(header.dst) {
+        if !self.accepts(dst) {
             self.forward(now, header, packet, links);
-            return None;
+            return;
         }
         if header.fragment.is_some() {
-            let (whole_header, whole) = self.reassemble(now, packet, links)?;
-            return self.deliver(now, iface, whole_header, whole, offload, links);
+            // The whole datagram has the addresses of its fragments (RFC 791 3.2, RFC 8200
+            // 4.5: they are part of the reassembly key).
+            if let Some((whole_header, whole)) = self.reassemble(now, packet, links) {
+                let h = &whole_header;
+                self.deliver(now, iface, h, src, dst, whole, offload, links, upper);
+            }
+            return;
         }
-        self.deliver(now, iface, header, packet, offload, links)
+        self.deliver(now, iface, &header, src, dst, packet, offload, links, upper);
     }
 
     /// Whether a packet to `dst` is for this host: one of our addresses (all of 127/8 on
@@ -954,23 +1056,27 @@ impl Internet {
         let _ = self.output(now, &decision, packet, links);
     }
 
-    // Inlined for the same reason as `ingress::check_v4_len`: the `Delivery` it returns
-    // through memory was read back in wider pieces than it was written (docs/benchmarks.md,
-    // item 14).
+    // Inlined for the same reason as `ingress::check_v4_len`: `meta` handed on as arguments
+    // stays in registers, where a copy through memory was read back in wider pieces than it
+    // was written (docs/benchmarks.md, items 14 and 17).
     #[inline(always)]
-    fn deliver<L: Links>(
+    #[allow(clippy::too_many_arguments)] // the header, and the addresses read apart from it
+    fn deliver<L: Links, U: Upper>(
         &mut self,
         now: Instant,
         iface: InterfaceId,
-        h: Header,
+        h: &Header,
+        src: IpAddr,
+        dst: IpAddr,
         mut packet: PacketBuf,
         offload: bool,
         links: &mut L,
-    ) -> Option<Delivery> {
-        let v6 = h.dst.is_ipv6();
+        upper: &mut U,
+    ) {
+        let v6 = dst.is_ipv6();
         let meta = IpMeta {
-            src: h.src,
-            dst: h.dst,
+            src,
+            dst,
             protocol: h.protocol,
             ttl: h.ttl,
             iface,
@@ -979,7 +1085,7 @@ impl Internet {
         };
         match (h.protocol, v6) {
             (proto::ICMP, false) | (proto::ICMPV6, true) => {
-                self.icmp_input(now, meta, packet, offload, links)
+                self.icmp_input(now, meta, packet, offload, links, upper);
             }
             (proto::TCP | proto::UDP, _) => {
                 if v6 {
@@ -987,8 +1093,9 @@ impl Internet {
                 } else {
                     self.stats.ip.in_delivers += 1;
                 }
-                packet.strip_front(h.header_len).ok()?;
-                Some(Delivery::Transport { meta, packet })
+                if packet.strip_front(h.header_len).is_ok() {
+                    upper.transport(now, meta, packet, self, links);
+                }
             }
             _ => {
                 // RFC 1122 3.2.2.1 / RFC 8200 4: nobody handles this protocol.
@@ -1002,21 +1109,21 @@ impl Internet {
                     IcmpError::ProtocolUnreachable { pointer: 0 }
                 };
                 self.icmp_error(now, error, &packet, links);
-                None
             }
         }
     }
 
     // ------------------------------------------------------------------ ICMP
 
-    fn icmp_input<L: Links>(
+    fn icmp_input<L: Links, U: Upper>(
         &mut self,
         now: Instant,
         meta: IpMeta,
         mut packet: PacketBuf,
         offload: bool,
         links: &mut L,
-    ) -> Option<Delivery> {
+        upper: &mut U,
+    ) {
         let v6 = meta.dst.is_ipv6();
         // ICMPv4's checksum covers only the message and is always checked; ICMPv6's covers a
         // pseudo-header and is skipped like TCP's and UDP's when the device vouches.
@@ -1045,7 +1152,7 @@ impl Internet {
                             self.stats.icmp.in_csum_errors += 1;
                         }
                     }
-                    return None;
+                    return;
                 }
                 Ok(IcmpMessage::EchoRequest { .. }) => Act::Echo,
                 Ok(IcmpMessage::EchoReply { id, seq, payload }) => {
@@ -1083,7 +1190,7 @@ impl Internet {
                 // RFC 1122 3.2.2.6: answer echo requests; Linux ignores broadcast ones
                 // (icmp_echo_ignore_broadcasts = 1), and so do we, and multicast ones.
                 if !self.config.echo_reply || meta.dst.is_multicast() || is_broadcast(meta.dst) {
-                    return None;
+                    return;
                 }
                 let turned = if v6 {
                     icmp::echo_request_to_reply_v6(&mut packet)
@@ -1091,7 +1198,7 @@ impl Internet {
                     icmp::echo_request_to_reply_v4(&mut packet)
                 };
                 if turned.is_err() {
-                    return None;
+                    return;
                 }
                 if self.send_raw(now, packet, meta.src, links).is_ok() {
                     if v6 {
@@ -1106,7 +1213,6 @@ impl Internet {
                 } else {
                     self.stats.icmp.out_errors += 1;
                 }
-                None
             }
             Act::Reply(reply) => {
                 if v6 {
@@ -1118,17 +1224,12 @@ impl Internet {
                     self.replies.pop_front();
                 }
                 self.replies.push_back(reply);
-                None
             }
             Act::Error(error, quoted) => {
                 self.count_icmp_error_in(v6, error);
-                Some(Delivery::IcmpError {
-                    meta,
-                    error,
-                    quoted,
-                })
+                upper.icmp_error(now, meta, error, quoted, self, links);
             }
-            Act::Nothing => None,
+            Act::Nothing => {}
         }
     }
 
@@ -1291,6 +1392,23 @@ impl Internet {
 
 fn is_broadcast(addr: IpAddr) -> bool {
     matches!(addr, IpAddr::V4(a) if a.is_broadcast())
+}
+
+/// The IPv4 address at byte `at` of a header; unspecified if the header is too short (the
+/// caller has validated it, so it never is).
+#[inline]
+fn v4_at(b: &[u8], at: usize) -> Ipv4Addr {
+    b.get(at..at + 4)
+        .and_then(|a| <[u8; 4]>::try_from(a).ok())
+        .map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from)
+}
+
+/// The IPv6 address at byte `at` of a header, as [`v4_at`].
+#[inline]
+fn v6_at(b: &[u8], at: usize) -> Ipv6Addr {
+    b.get(at..at + 16)
+        .and_then(|a| <[u8; 16]>::try_from(a).ok())
+        .map_or(Ipv6Addr::UNSPECIFIED, Ipv6Addr::from)
 }
 
 /// Source and destination of a whole IP packet, unspecified if it is too short to tell.

@@ -29,4 +29,6 @@ pub mod route;
 pub mod stats;
 
 pub use addr::{Cidr, CidrError, Martian};
-pub use layer::{Delivery, Internet, InternetConfig, IpMeta, Links, Path, SendError, SendOptions};
+pub use layer::{
+    Delivery, Internet, InternetConfig, IpMeta, Links, Path, SendError, SendOptions, Upper,
+};

@@ -8,9 +8,10 @@ use std::time::Duration;
 use etherparse::{IpNumber, PacketBuilder};
 use loopstack_buf::{PacketBuf, PacketPool, PoolConfig};
 use loopstack_internet::icmp::IcmpError;
+use loopstack_internet::icmp::QuotedPacket;
 use loopstack_internet::iface::{InterfaceId, InterfaceKind};
 use loopstack_internet::layer::{
-    Delivery, Internet, InternetConfig, Links, SendError, SendOptions,
+    Delivery, Internet, InternetConfig, IpMeta, Links, SendError, SendOptions, Upper,
 };
 use loopstack_internet::route::{Route, RouteError, RouteKind};
 use loopstack_internet::Cidr;
@@ -763,4 +764,93 @@ fn route_cache_follows_route_and_address_changes() {
         .unwrap();
     let after = h.ip.route(other).unwrap();
     assert_eq!((after.src, after.kind), (other, RouteKind::Local));
+}
+
+/// An upper layer that writes down what it is handed and, if asked, answers each transport
+/// message from inside the call, as TCP answers a segment with a reset.
+#[derive(Default)]
+struct Recorder {
+    seen: Vec<String>,
+    answer: bool,
+}
+
+impl Upper for Recorder {
+    fn transport<L: Links>(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        packet: PacketBuf,
+        ip: &mut Internet,
+        links: &mut L,
+    ) {
+        self.seen.push(format!(
+            "transport {} > {} proto {} ttl {} {:?}",
+            meta.src,
+            meta.dst,
+            meta.protocol,
+            meta.ttl,
+            String::from_utf8_lossy(&packet[8..])
+        ));
+        if self.answer {
+            // The answer is of an unknown protocol, so the host it goes to (the sender,
+            // this host) answers it with an ICMP error.
+            let reply = packet.pool().alloc_from_slice(b"answer").unwrap();
+            ip.send(now, reply, meta.src, 253, SendOptions::default(), links)
+                .unwrap();
+        }
+    }
+
+    fn icmp_error<L: Links>(
+        &mut self,
+        _: Instant,
+        meta: IpMeta,
+        error: IcmpError,
+        quoted: QuotedPacket,
+        _: &mut Internet,
+        _: &mut L,
+    ) {
+        self.seen.push(format!(
+            "icmp from {} {error:?} about proto {}",
+            meta.src, quoted.protocol
+        ));
+    }
+}
+
+/// `receive_with` hands the upper layer exactly what `receive` returns, with the addresses
+/// it read from the packet, and lets it send from inside the call.
+#[test]
+fn receive_with_hands_deliveries_to_the_upper_layer() {
+    let pool = pool();
+    let mut h = Host::new(&pool);
+    let mut up = Recorder {
+        answer: true,
+        ..Recorder::default()
+    };
+    for (src, dst) in [("127.0.0.3", "127.0.0.9"), ("::1", "::1")] {
+        let p = pool.alloc_from_slice(&udp_bytes(src, dst, b"hi")).unwrap();
+        h.ip.receive_with(Instant::ZERO, InterfaceId::LOOPBACK, p, &mut h.dev, &mut up);
+        // The answer went out on `lo`; the error about it comes back up.
+        while let Some(p) = h.dev.lo.receive(Instant::ZERO) {
+            let up = &mut up;
+            up.answer = false;
+            h.ip.receive_with(Instant::ZERO, InterfaceId::LOOPBACK, p, &mut h.dev, up);
+        }
+        up.answer = true;
+    }
+    assert_eq!(
+        up.seen,
+        [
+            "transport 127.0.0.3 > 127.0.0.9 proto 17 ttl 64 \"hi\"",
+            "icmp from 127.0.0.3 ProtocolUnreachable { pointer: 0 } about proto 253",
+            "transport ::1 > ::1 proto 17 ttl 64 \"hi\"",
+            "icmp from ::1 ProtocolUnreachable { pointer: 6 } about proto 253",
+        ]
+    );
+    // A martian is dropped before the upper layer sees it, whatever the caller.
+    let p = pool
+        .alloc_from_slice(&udp_bytes("127.0.0.1", "192.0.2.1", b"x"))
+        .unwrap();
+    h.ip.receive_with(Instant::ZERO, InterfaceId(9), p, &mut h.dev, &mut up);
+    assert_eq!(up.seen.len(), 4, "nothing more delivered");
+    assert_eq!(pool.stats().in_use(), 0, "every buffer went back");
 }

@@ -290,10 +290,13 @@ impl Stack {
                         break;
                     };
                     progress = true;
-                    if let Some(d) = self.ip.receive(now, iface, packet, &mut self.devices) {
-                        self.transport
-                            .deliver(now, d, &mut self.ip, &mut self.devices);
-                    }
+                    self.ip.receive_with(
+                        now,
+                        iface,
+                        packet,
+                        &mut self.devices,
+                        &mut self.transport,
+                    );
                 }
             }
             if self.transport.has_output() {

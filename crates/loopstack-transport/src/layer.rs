@@ -1,13 +1,16 @@
 //! The transport layer as one value: UDP and TCP side by side, fed by the internet layer.
 //!
-//! [`Transport::deliver`] takes what [`Internet::receive`] hands up and passes it to the
-//! protocol it names; [`Transport::poll`] runs TCP's timers and sends what is ready. A
-//! stack's poll loop is then: take packets off the devices, `Internet::receive`, `deliver`;
-//! when the devices are quiet, `poll`.
+//! [`Transport`] is the internet layer's [`Upper`]: [`Internet::receive_with`] hands it each
+//! message, which it passes to the protocol the message names ([`Transport::deliver`] does
+//! the same with a [`Delivery`] that [`Internet::receive`] returned). [`Transport::poll`]
+//! runs TCP's timers and sends what is ready. A stack's poll loop is then: take packets off
+//! the devices, `Internet::receive_with(.., &mut transport)`; when the devices are quiet,
+//! `poll`.
 
-use loopstack_buf::PacketPool;
+use loopstack_buf::{PacketBuf, PacketPool};
+use loopstack_internet::icmp::{IcmpError, QuotedPacket};
 use loopstack_internet::ingress::proto;
-use loopstack_internet::{Delivery, Internet, Links};
+use loopstack_internet::{Delivery, Internet, IpMeta, Links, Upper};
 use loopstack_link::{Instant, Rng};
 
 use crate::tcp::{Tcp, TcpConfig};
@@ -55,16 +58,12 @@ impl Transport {
         links: &mut L,
     ) {
         match delivery {
-            Delivery::Transport { meta, packet } => match meta.protocol {
-                proto::TCP => self.tcp.receive(now, meta, packet, ip, links),
-                proto::UDP => self.udp.receive(now, meta, packet, ip, links),
-                _ => {}
-            },
-            Delivery::IcmpError { error, quoted, .. } => match quoted.protocol {
-                proto::TCP => self.tcp.icmp_error(error, &quoted),
-                proto::UDP => self.udp.icmp_error(error, &quoted),
-                _ => {}
-            },
+            Delivery::Transport { meta, packet } => self.transport(now, meta, packet, ip, links),
+            Delivery::IcmpError {
+                meta,
+                error,
+                quoted,
+            } => Upper::icmp_error(self, now, meta, error, quoted, ip, links),
         }
     }
 
@@ -86,5 +85,44 @@ impl Transport {
     /// When [`poll`](Self::poll) next has timer work.
     pub fn poll_at(&self) -> Option<Instant> {
         self.tcp.poll_at()
+    }
+}
+
+impl Upper for Transport {
+    /// Passes the message to the protocol it names. TCP's answers wait for
+    /// [`dispatch`](Transport::dispatch), so one batch of input gets one batch of ACKs.
+    // Inlined into the caller's receive loop, so that `meta` is handed over in registers
+    // rather than through memory (see `Upper`).
+    #[inline(always)]
+    fn transport<L: Links>(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        packet: PacketBuf,
+        ip: &mut Internet,
+        links: &mut L,
+    ) {
+        match meta.protocol {
+            proto::TCP => self.tcp.receive(now, meta, packet, ip, links),
+            proto::UDP => self.udp.receive(now, meta, packet, ip, links),
+            _ => {}
+        }
+    }
+
+    /// Reports the error to the socket whose packet the quoted header names.
+    fn icmp_error<L: Links>(
+        &mut self,
+        _: Instant,
+        _: IpMeta,
+        error: IcmpError,
+        quoted: QuotedPacket,
+        _: &mut Internet,
+        _: &mut L,
+    ) {
+        match quoted.protocol {
+            proto::TCP => self.tcp.icmp_error(error, &quoted),
+            proto::UDP => self.udp.icmp_error(error, &quoted),
+            _ => {}
+        }
     }
 }

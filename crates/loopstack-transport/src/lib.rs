@@ -3,7 +3,7 @@
 //! ```text
 //!   sockets   ── bind / connect / send / recv ──▶  Udp, Tcp   (handles, no I/O)
 //!   internet  ◀── Internet::send_routed ───────── segments and datagrams going down
-//!   internet  ──── Delivery ─────────────────────▶ Transport::receive (demux by ports)
+//!   internet  ──── Upper::transport ─────────────▶ Udp::receive, Tcp::receive (demux by ports)
 //! ```
 //!
 //! Like the layers below it, this crate is sans-IO: every entry point takes `now`, packets
