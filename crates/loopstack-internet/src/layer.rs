@@ -927,19 +927,25 @@ impl Internet {
                 return;
             }
         }
-        // The addresses are read again from the packet rather than taken from `header`:
-        // there, each `IpAddr` (17 bytes, byte-aligned) was written in pieces and would be
-        // read back in wider ones, a store-forwarding stall that perf put at 4-6% of a UDP
-        // round trip each time (docs/benchmarks.md, item 17). From the bytes they stay in
-        // registers.
-        let (martian, src, dst) = if v6 {
-            let (s, d) = (v6_at(&packet, 8), v6_at(&packet, 24));
-            let martian = addr::check_incoming_v6(s, d, on_loopback);
-            (martian, IpAddr::V6(s), IpAddr::V6(d))
-        } else {
-            let (s, d) = (v4_at(&packet, 12), v4_at(&packet, 16));
-            let martian = addr::check_incoming_v4(s, d, on_loopback);
-            (martian, IpAddr::V4(s), IpAddr::V4(d))
+        // IPv4's addresses are read again from the packet rather than taken from `header`:
+        // there, each `IpAddr` (17 bytes, byte-aligned) was written as a tag and four octets
+        // and would be read back as 8-byte words, a store-forwarding stall that perf put at
+        // 4-6% of `Stack::poll`'s samples each time (docs/benchmarks.md, item 17). From the
+        // bytes they stay in registers. IPv6's are taken from `header`, where they were
+        // copied whole and read back the same way; reading them again cost more
+        // instructions (32 bytes, bounds checks) than it saved.
+        let (martian, src, dst) = match (header.src, header.dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) if v6 => {
+                let martian = addr::check_incoming_v6(s, d, on_loopback);
+                (martian, IpAddr::V6(s), IpAddr::V6(d))
+            }
+            _ if !v6 => {
+                let (s, d) = (v4_at(&packet, 12), v4_at(&packet, 16));
+                let martian = addr::check_incoming_v4(s, d, on_loopback);
+                (martian, IpAddr::V4(s), IpAddr::V4(d))
+            }
+            // `check_v6` gives IPv6 addresses; refuse anything else rather than panic.
+            (s, d) => (Some(Martian::UnspecifiedDestination), s, d),
         };
         if martian.is_some() {
             if v6 {
@@ -1401,14 +1407,6 @@ fn v4_at(b: &[u8], at: usize) -> Ipv4Addr {
     b.get(at..at + 4)
         .and_then(|a| <[u8; 4]>::try_from(a).ok())
         .map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from)
-}
-
-/// The IPv6 address at byte `at` of a header, as [`v4_at`].
-#[inline]
-fn v6_at(b: &[u8], at: usize) -> Ipv6Addr {
-    b.get(at..at + 16)
-        .and_then(|a| <[u8; 16]>::try_from(a).ok())
-        .map_or(Ipv6Addr::UNSPECIFIED, Ipv6Addr::from)
 }
 
 /// Source and destination of a whole IP packet, unspecified if it is too short to tell.
