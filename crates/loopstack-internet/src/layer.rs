@@ -49,10 +49,11 @@ pub trait Links {
 /// packet to a caller that would then choose one.
 ///
 /// The callback is there for speed as much as for shape: a [`Delivery`] returned by value
-/// goes through memory, and its addresses (`IpAddr` is 17 bytes, byte-aligned) were read
+/// goes through memory (an enum's variants share their bytes, so the compiler cannot keep
+/// them in registers), and its addresses (`IpAddr` is 17 bytes, byte-aligned) were read
 /// back in wider pieces than they had been written, a store-forwarding stall on every
-/// packet (docs/benchmarks.md, item 17). Handed over as arguments to an inlined call, they
-/// stay in registers.
+/// packet (docs/benchmarks.md, item 17). Handed over as the arguments of a call, they are
+/// copied once at most, and not at all where the call is inlined.
 pub trait Upper {
     /// A TCP or UDP message for a local socket; `packet` starts at the transport header.
     /// `ip` and `links` are there for answers (an ICMP error, a TCP reset).
