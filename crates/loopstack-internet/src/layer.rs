@@ -623,7 +623,7 @@ impl Internet {
                 sum = (sum & 0xffff) + (sum >> 16);
                 sum = (sum & 0xffff) + (sum >> 16);
                 let header_checksum = !(sum as u16);
-                packet.prepend(20).map(|h| {
+                packet.prepend_array::<20>().map(|h| {
                     h[0] = 0x45; // version 4, IHL 5 (no options)
                     h[2..4].copy_from_slice(&total.to_be_bytes());
                     h[4..6].copy_from_slice(&ident.to_be_bytes());
@@ -639,7 +639,7 @@ impl Internet {
                     len,
                     mtu: 65535 + 40,
                 })?;
-                packet.prepend(40).map(|h| {
+                packet.prepend_array::<40>().map(|h| {
                     h[0] = 0x60; // version 6, traffic class and flow label zero
                     h[4..6].copy_from_slice(&payload.to_be_bytes());
                     h[6] = protocol;

@@ -533,7 +533,13 @@ impl Udp {
             }
         };
         let message_len = HEADER_LEN + data.len();
-        let Ok(header) = packet.prepend(HEADER_LEN) else {
+        // The checksum is optional over IPv4 (RFC 768) but RFC 1122 4.1.3.4 says it MUST be
+        // on by default, and IPv6 requires it (RFC 8200 8.1). Only the pseudo-header's sum is
+        // written here: the IP layer finishes it (`checksum_at`) unless the device offloads
+        // it, so every packet that a capture sees or a TUN carries verifies, and `lo` skips
+        // summing the payload, as Linux's loopback does.
+        let partial = checksum::partial(src, dst.ip(), proto::UDP, message_len);
+        let Ok(header) = packet.prepend_array::<HEADER_LEN>() else {
             // The pool left no headroom for headers: a configuration problem, reported like
             // every other shortage of buffer space.
             self.stats.family(v6).sndbuf_errors += 1;
@@ -543,13 +549,7 @@ impl Udp {
         header[2..4].copy_from_slice(&dst.port().to_be_bytes());
         // `message_len` <= 65535 by the size check above.
         header[4..6].copy_from_slice(&(message_len as u16).to_be_bytes());
-        // The checksum is optional over IPv4 (RFC 768) but RFC 1122 4.1.3.4 says it MUST be
-        // on by default, and IPv6 requires it (RFC 8200 8.1). Only the pseudo-header's sum is
-        // written here: the IP layer finishes it (`checksum_at`) unless the device offloads
-        // it, so every packet that a capture sees or a TUN carries verifies, and `lo` skips
-        // summing the payload, as Linux's loopback does.
-        let partial = checksum::partial(src, dst.ip(), proto::UDP, message_len);
-        packet.as_mut_slice()[6..8].copy_from_slice(&partial);
+        header[6..8].copy_from_slice(&partial);
         let path = Path {
             dst: dst.ip(),
             decision,
