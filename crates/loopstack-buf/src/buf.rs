@@ -338,25 +338,15 @@ impl PacketBuf {
     /// about 20 instructions per packet; docs/benchmarks.md, item 18).
     #[inline]
     pub fn prepend_array<const N: usize>(&mut self) -> Result<&mut [u8; N], BufError> {
-        let s = self.slot_mut();
-        let available = s.start;
-        let Some(start) = available.checked_sub(N) else {
-            return Err(BufError::NoHeadroom {
+        let available = self.headroom();
+        // `prepend(N)` gives exactly N bytes, so the conversion cannot fail; were it ever
+        // to, the caller gets the error it handles anyway rather than a panic.
+        self.prepend(N)?
+            .first_chunk_mut::<N>()
+            .ok_or(BufError::NoHeadroom {
                 needed: N,
                 available,
-            });
-        };
-        let Some(front) = s.storage[start..].first_chunk_mut::<N>() else {
-            // The headroom lies inside the storage, so this cannot happen; say so rather
-            // than panic.
-            return Err(BufError::NoHeadroom {
-                needed: N,
-                available: 0,
-            });
-        };
-        s.start = start;
-        front.fill(0);
-        Ok(front)
+            })
     }
 
     /// Prepends a copy of `bytes` (a header already serialised elsewhere).

@@ -1413,14 +1413,9 @@ fn v4_at(b: &[u8], at: usize) -> Ipv4Addr {
 /// Source and destination of a whole IP packet, unspecified if it is too short to tell.
 fn addresses(packet: &[u8]) -> (IpAddr, IpAddr) {
     match packet.first().map(|b| b >> 4) {
-        Some(4) if packet.len() >= 20 => (
-            IpAddr::V4(Ipv4Addr::new(
-                packet[12], packet[13], packet[14], packet[15],
-            )),
-            IpAddr::V4(Ipv4Addr::new(
-                packet[16], packet[17], packet[18], packet[19],
-            )),
-        ),
+        Some(4) if packet.len() >= 20 => {
+            (IpAddr::V4(v4_at(packet, 12)), IpAddr::V4(v4_at(packet, 16)))
+        }
         Some(6) if packet.len() >= 40 => (
             IpAddr::V6(Ipv6Addr::from(
                 <[u8; 16]>::try_from(&packet[8..24]).expect("16 bytes"),
