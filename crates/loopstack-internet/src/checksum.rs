@@ -94,11 +94,7 @@ pub fn fold(acc: u64) -> u16 {
 /// is the same words in another order. Mixed families sum the IPv4 address as IPv4-mapped.
 #[inline]
 pub fn pseudo_header(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> u64 {
-    // The length is 16 bits in the IPv4 pseudo-header and 32 in the IPv6 one; summing it as
-    // 32 bits covers both (the high half is zero for IPv4, where len < 65536).
-    let len = u32::try_from(len).unwrap_or(u32::MAX);
-    let fixed = u64::from(u32::from_ne_bytes(len.to_be_bytes()))
-        + u64::from(u16::from_ne_bytes([0, protocol]));
+    let fixed = length_sum(len) + u64::from(u16::from_ne_bytes([0, protocol]));
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             fixed
@@ -107,6 +103,17 @@ pub fn pseudo_header(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> u64 
         }
         (s, d) => add(add(fixed, &v6_octets(s)), &v6_octets(d)),
     }
+}
+
+/// The transport length's share of the pseudo-header sum. The pseudo-header is a sum, so a
+/// sender that keeps the rest of it (the addresses and protocol of a path it sends along
+/// again and again) adds only this per message.
+#[inline]
+pub fn length_sum(len: usize) -> u64 {
+    // The length is 16 bits in the IPv4 pseudo-header and 32 in the IPv6 one; summing it as
+    // 32 bits covers both (the high half is zero for IPv4, where len < 65536).
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    u64::from(u32::from_ne_bytes(len.to_be_bytes()))
 }
 
 fn v6_octets(a: IpAddr) -> [u8; 16] {

@@ -30,5 +30,5 @@ pub mod stats;
 
 pub use addr::{Cidr, CidrError, Martian};
 pub use layer::{
-    Delivery, Internet, InternetConfig, IpMeta, Links, Path, SendError, SendOptions, Upper,
+    Delivery, Internet, InternetConfig, IpMeta, Links, Prepared, SendError, SendOptions, Upper,
 };

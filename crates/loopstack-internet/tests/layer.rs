@@ -766,6 +766,218 @@ fn route_cache_follows_route_and_address_changes() {
     assert_eq!((after.src, after.kind), (other, RouteKind::Local));
 }
 
+/// A UDP message from port 1000 to port 2000 with `payload`, its checksum field holding
+/// `partial` (the pseudo-header's sum, for the IP layer to finish).
+fn partial_udp(pool: &PacketPool, partial: [u8; 2], payload: &[u8]) -> PacketBuf {
+    let len = u16::try_from(8 + payload.len()).unwrap();
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&1000u16.to_be_bytes());
+    bytes.extend_from_slice(&2000u16.to_be_bytes());
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(&partial);
+    bytes.extend_from_slice(payload);
+    pool.alloc_from_slice(&bytes).unwrap()
+}
+
+/// Checks a packet off the wire with etherparse: its IPv4 header checksum, and its UDP
+/// checksum (the wire does not offload, so the IP layer must have finished it).
+fn assert_checksums_verify(packet: &[u8], what: &str) {
+    let headers = etherparse::PacketHeaders::from_ip_slice(packet).unwrap();
+    let Some(etherparse::TransportHeader::Udp(udp)) = headers.transport else {
+        panic!("{what}: not UDP");
+    };
+    let payload = headers.payload.slice();
+    let expected = match headers.net.unwrap() {
+        etherparse::NetHeaders::Ipv4(h, _) => {
+            assert_eq!(h.header_checksum, h.calc_header_checksum(), "{what}");
+            udp.calc_checksum_ipv4(&h, payload).unwrap()
+        }
+        etherparse::NetHeaders::Ipv6(h, _) => udp.calc_checksum_ipv6(&h, payload).unwrap(),
+        _ => unreachable!(),
+    };
+    assert_eq!(udp.checksum, expected, "{what}: UDP checksum");
+}
+
+/// A prepared path sends what `send` sends: the same header but for IPv4's identification
+/// (and so its checksum), and the transport checksum finished, for IPv4 and IPv6, with and
+/// without Don't Fragment and a TTL of its own.
+#[test]
+fn prepared_paths_send_what_send_sends() {
+    let pool = pool();
+    let mut a = Host::wired(&pool, "192.0.2.1/24", 1500);
+    a.ip.add_address(InterfaceId(2), cidr("2001:db8::1/64"))
+        .unwrap();
+    let payload = b"sixteen bytes!!!";
+    for (dst, src, df, ttl) in [
+        ("192.0.2.2", "192.0.2.1", false, None),
+        ("192.0.2.2", "192.0.2.1", true, Some(7)),
+        ("2001:db8::2", "2001:db8::1", false, Some(255)),
+    ] {
+        let options = SendOptions {
+            ttl,
+            dont_fragment: df,
+            checksum_at: Some(6),
+            ..Default::default()
+        };
+        let path = a.ip.prepare(ip(dst), 17, options).unwrap();
+        assert_eq!((path.src(), path.dst()), (ip(src), ip(dst)));
+        let partial = loopstack_internet::checksum::partial(ip(src), ip(dst), 17, 24);
+        assert_eq!(
+            path.partial(24),
+            partial,
+            "{dst}: the kept pseudo-header sum"
+        );
+        a.ip.send(
+            Instant::ZERO,
+            partial_udp(&pool, partial, payload),
+            ip(dst),
+            17,
+            options,
+            &mut a.dev,
+        )
+        .unwrap();
+        let by_send = a.dev.wire_out.pop_front().expect("sent");
+        for round in 0..2 {
+            let msg = partial_udp(&pool, path.partial(24), payload);
+            a.ip.send_prepared(Instant::ZERO, msg, &path, &mut a.dev)
+                .unwrap();
+            let by_path = a.dev.wire_out.pop_front().expect("sent along the path");
+            assert_eq!(by_path.len(), by_send.len());
+            assert_checksums_verify(&by_path, dst);
+            let same = |p: &[u8]| {
+                let mut v = p.to_vec();
+                if !dst.contains(':') {
+                    // Identification and header checksum differ from packet to packet.
+                    v[4..6].fill(0);
+                    v[10..12].fill(0);
+                }
+                v
+            };
+            assert_eq!(same(&by_path), same(&by_send), "{dst}, packet {round}");
+        }
+    }
+    let ip4 = a.ip.stats().ip;
+    assert_eq!((ip4.out_requests, ip4.out_discards), (6, 0));
+    assert_eq!(a.ip.stats().ip6.out_requests, 3);
+}
+
+/// A prepared path is stale after any change it could depend on, and a stale one is worked
+/// out again for the packet sent along it: the packet follows the change.
+#[test]
+fn prepared_paths_go_stale_with_every_change_they_depend_on() {
+    let pool = pool();
+    let mut h = Host::wired(&pool, "192.0.2.1/24", 1500);
+    let dst = ip("192.0.2.2");
+    type Change = Box<dyn Fn(&mut Internet)>;
+    let changes: Vec<(&str, Change)> = vec![
+        (
+            "default TTL",
+            Box::new(|ip| ip.config_mut().default_ttl = 9),
+        ),
+        (
+            "MTU",
+            Box::new(|ip| ip.set_mtu(InterfaceId(2), 1400).unwrap()),
+        ),
+        (
+            "route",
+            Box::new(|ip| {
+                ip.routes_mut()
+                    .add(Route::via(
+                        cidr("198.51.100.0/24"),
+                        "192.0.2.254".parse().unwrap(),
+                        InterfaceId(2),
+                    ))
+                    .unwrap()
+            }),
+        ),
+        (
+            "address",
+            Box::new(|ip| {
+                ip.add_address(InterfaceId(2), cidr("198.51.100.9/32"))
+                    .unwrap()
+            }),
+        ),
+        (
+            "interface",
+            Box::new(|ip| {
+                ip.add_interface("sim1", InterfaceKind::PointToPoint, 1500)
+                    .map(|_| ())
+                    .unwrap()
+            }),
+        ),
+    ];
+    for (what, change) in changes {
+        let path = h.ip.prepare(dst, 17, SendOptions::default()).unwrap();
+        assert!(h.ip.is_current(&path), "{what}: fresh");
+        change(&mut h.ip);
+        assert!(!h.ip.is_current(&path), "{what}: stale after the change");
+        let msg = pool.alloc_from_slice(b"x").unwrap();
+        h.ip.send_prepared(Instant::ZERO, msg, &path, &mut h.dev)
+            .unwrap();
+        let out = h.dev.wire_out.pop_front().expect(what);
+        assert_eq!(out[8], 9, "{what}: the TTL set by the first change");
+    }
+
+    // The TTL changes under a prepared path: its next packet carries the new one.
+    let path = h.ip.prepare(dst, 17, SendOptions::default()).unwrap();
+    h.ip.config_mut().default_ttl = 20;
+    let msg = pool.alloc_from_slice(b"x").unwrap();
+    h.ip.send_prepared(Instant::ZERO, msg, &path, &mut h.dev)
+        .unwrap();
+    assert_eq!(h.dev.wire_out.pop_front().unwrap()[8], 20);
+
+    // The destination becomes unreachable: the stale path's packet fails and is counted as
+    // `send` counts it.
+    let path = h.ip.prepare(dst, 17, SendOptions::default()).unwrap();
+    h.ip.routes_mut()
+        .add(Route::unreachable(Cidr::host(dst)))
+        .unwrap();
+    let before = h.ip.stats().ip;
+    let msg = pool.alloc_from_slice(b"x").unwrap();
+    assert_eq!(
+        h.ip.send_prepared(Instant::ZERO, msg, &path, &mut h.dev),
+        Err(SendError::Route(RouteError::Unreachable(dst)))
+    );
+    let after = h.ip.stats().ip;
+    assert_eq!(after.out_requests, before.out_requests + 1);
+    assert_eq!(after.out_no_routes, before.out_no_routes + 1);
+    assert!(h.dev.wire_out.is_empty());
+    assert_eq!(
+        h.ip.prepare(dst, 17, SendOptions::default()),
+        Err(SendError::Route(RouteError::Unreachable(dst)))
+    );
+}
+
+/// A path with a martian on it is made, and refuses every packet along it, counting each
+/// as a discard, as `send` does; a source that is not ours fails to prepare at all.
+#[test]
+fn prepared_paths_refuse_martians_per_packet() {
+    let pool = pool();
+    let mut h = Host::wired(&pool, "192.0.2.2/24", 1500);
+    let options = SendOptions {
+        src: Some(ip("127.0.0.1")),
+        ..Default::default()
+    };
+    let path = h.ip.prepare(ip("192.0.2.1"), 17, options).unwrap();
+    for n in 1..=2 {
+        let msg = pool.alloc_from_slice(&[0u8; 8]).unwrap();
+        let err =
+            h.ip.send_prepared(Instant::ZERO, msg, &path, &mut h.dev)
+                .unwrap_err();
+        assert!(matches!(err, SendError::Martian(_)), "{err}");
+        assert_eq!(h.ip.stats().ip.out_discards, n);
+    }
+    assert!(h.dev.wire_out.is_empty());
+    let options = SendOptions {
+        src: Some(ip("10.9.9.9")),
+        ..Default::default()
+    };
+    assert_eq!(
+        h.ip.prepare(ip("192.0.2.1"), 17, options),
+        Err(SendError::AddrNotAvailable(ip("10.9.9.9")))
+    );
+}
+
 /// An upper layer that writes down what it is handed and, if asked, answers each transport
 /// message from inside the call, as TCP answers a segment with a reset.
 #[derive(Default)]

@@ -95,3 +95,71 @@ fn connect_to_closed_port_is_refused() {
     assert_eq!(s.tcp().stats().attempt_fails, 1);
     assert_eq!(s.tcp().stats().out_rsts, 1);
 }
+
+/// `lo`, writing down the TTL (hop limit) of every packet sent through it.
+struct TtlLog {
+    lo: loopstack_link::Loopback,
+    ttls: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl loopstack_link::Device for TtlLog {
+    fn name(&self) -> &str {
+        self.lo.name()
+    }
+    fn capabilities(&self) -> loopstack_link::DeviceCapabilities {
+        self.lo.capabilities()
+    }
+    fn transmit(
+        &mut self,
+        now: Instant,
+        packet: loopstack_buf::PacketBuf,
+    ) -> Result<(), loopstack_link::TxError> {
+        let ttl = if packet[0] >> 4 == 6 {
+            packet[7]
+        } else {
+            packet[8]
+        };
+        self.ttls.lock().unwrap().push(ttl);
+        self.lo.transmit(now, packet)
+    }
+    fn receive(&mut self, now: Instant) -> Option<loopstack_buf::PacketBuf> {
+        self.lo.receive(now)
+    }
+    fn stats(&self) -> loopstack_link::LinkStats {
+        self.lo.stats()
+    }
+}
+
+/// A connection keeps the path its segments take, and still follows a change under it: a
+/// new default TTL reaches the next segment, in both directions.
+#[test]
+fn a_connection_follows_a_change_under_its_kept_path() {
+    for server in ["127.0.0.1:7000", "[::1]:7000"] {
+        let ttls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lo = TtlLog {
+            lo: loopstack_link::Loopback::new(),
+            ttls: ttls.clone(),
+        };
+        let mut s = Stack::with_loopback(StackConfig::default(), Box::new(lo)).unwrap();
+        let now = Instant::ZERO;
+        let l = s.tcp_listen(addr(server), 16).unwrap();
+        let c = s.tcp_connect(now, addr(server)).unwrap();
+        s.poll(now);
+        let (a, _) = s.tcp().accept(l).unwrap();
+        let mut buf = [0u8; 16];
+        for (ttl, byte) in [(64, b'x'), (9, b'y')] {
+            s.ip_mut().config_mut().default_ttl = ttl;
+            ttls.lock().unwrap().clear();
+            assert_eq!(s.tcp().send(c, &[byte]), Ok(1));
+            s.poll(now);
+            assert_eq!(s.tcp().recv(a, &mut buf), Ok(1));
+            assert_eq!(buf[0], byte);
+            assert_eq!(s.tcp().send(a, &[byte]), Ok(1));
+            s.poll(now);
+            assert_eq!(s.tcp().recv(c, &mut buf), Ok(1));
+            let seen = ttls.lock().unwrap().clone();
+            assert!(seen.len() >= 2, "{server}: {seen:?}");
+            assert!(seen.iter().all(|&t| t == ttl), "{server}: {seen:?}");
+        }
+    }
+}

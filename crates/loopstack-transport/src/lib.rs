@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   sockets   ── bind / connect / send / recv ──▶  Udp, Tcp   (handles, no I/O)
-//!   internet  ◀── Internet::send_routed ───────── segments and datagrams going down
+//!   internet  ◀── Internet::send_prepared ─────── segments and datagrams going down
 //!   internet  ──── Upper::transport ─────────────▶ Udp::receive, Tcp::receive (demux by ports)
 //! ```
 //!

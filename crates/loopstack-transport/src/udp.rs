@@ -33,7 +33,7 @@ use std::ops::RangeInclusive;
 use loopstack_buf::{PacketBuf, PacketPool, PoolCache, PoolError};
 use loopstack_internet::icmp::{IcmpError, QuotedPacket};
 use loopstack_internet::ingress::proto;
-use loopstack_internet::{Internet, IpMeta, Links, Path, SendOptions};
+use loopstack_internet::{Internet, IpMeta, Links, Prepared, SendOptions};
 use loopstack_link::{Instant, Rng};
 
 use crate::checksum;
@@ -206,6 +206,11 @@ struct Socket {
     queued_bytes: usize,
     /// An asynchronous error (from ICMP) for the next call to report: Linux's `sk_err`.
     error: Option<Error>,
+    /// The path to the last destination sent to, kept for the next datagram there (a
+    /// connected socket's peer, or the client a server answers): Linux keeps a connected
+    /// UDP socket's route in `sk_dst_cache` for the same reason. Empty until the first
+    /// send, and again when the local address changes.
+    path: Option<Prepared>,
 }
 
 #[derive(Debug)]
@@ -233,6 +238,16 @@ pub struct Udp {
     /// rules (see the module docs).
     demux: BTreeMap<Key, u32>,
     stats: UdpStats,
+}
+
+/// The socket `h` names in `slots`: [`Udp::socket_mut`] borrowing only the slots, so the
+/// pool and the counters stay usable beside it.
+fn socket_in(slots: &mut [Slot], h: UdpHandle) -> Result<&mut Socket, Error> {
+    slots
+        .get_mut(h.index as usize)
+        .filter(|slot| slot.generation == h.generation)
+        .and_then(|slot| slot.socket.as_mut())
+        .ok_or(Error::BadHandle)
 }
 
 fn unspecified(v6: bool) -> IpAddr {
@@ -308,11 +323,7 @@ impl Udp {
     }
 
     fn socket_mut(&mut self, h: UdpHandle) -> Result<&mut Socket, Error> {
-        self.slots
-            .get_mut(h.index as usize)
-            .filter(|slot| slot.generation == h.generation)
-            .and_then(|slot| slot.socket.as_mut())
-            .ok_or(Error::BadHandle)
+        socket_in(&mut self.slots, h)
     }
 
     /// Whether binding `addr:port` would clash with an open socket: same family and port,
@@ -367,6 +378,7 @@ impl Udp {
             queue: VecDeque::new(),
             queued_bytes: 0,
             error: None,
+            path: None,
         };
         let index = match self.free.pop() {
             Some(i) => i,
@@ -423,7 +435,10 @@ impl Udp {
             }
             self.demux.remove(&(local.port(), local.ip()));
             self.demux.insert(new, h.index);
-            self.socket_mut(h)?.local = SocketAddr::new(new.1, new.0);
+            let socket = self.socket_mut(h)?;
+            socket.local = SocketAddr::new(new.1, new.0);
+            // The kept path's source was the unspecified address's choice.
+            socket.path = None;
         }
         self.socket_mut(h)?.peer = Some(SocketAddr::new(remote.ip(), remote.port()));
         Ok(())
@@ -512,16 +527,28 @@ impl Udp {
         }
         // Route before building: the checksum covers the source address, which the route
         // chooses when the socket is bound to the unspecified address (RFC 1122 4.1.3.5: the
-        // application may leave the source unspecified and the stack picks one).
-        let decision = ip.route(dst.ip()).map_err(Error::from_route)?;
-        let src = if local.ip().is_unspecified() {
-            decision.src
-        } else {
-            local.ip()
+        // application may leave the source unspecified and the stack picks one). The path
+        // kept from the last send serves while it is to the same address and still current.
+        let socket = socket_in(&mut self.slots, h)?;
+        let path = match &socket.path {
+            Some(p) if p.dst() == dst.ip() && ip.is_current(p) => p,
+            _ => {
+                let src = (!local.ip().is_unspecified()).then(|| local.ip());
+                let options = SendOptions {
+                    src,
+                    ttl: None,
+                    dont_fragment: false,
+                    checksum_at: Some(6),
+                };
+                let fresh = ip
+                    .prepare(dst.ip(), proto::UDP, options)
+                    .map_err(Error::from_send)?;
+                socket.path.insert(fresh)
+            }
         };
         // An error an ICMP message left for us fails this send, once, as Linux's
         // sock_alloc_send_skb does with sk_err.
-        if let Some(e) = self.socket_mut(h)?.error.take() {
+        if let Some(e) = socket.error.take() {
             return Err(e);
         }
         let mut packet = match self.pool.alloc_from_slice(data) {
@@ -538,7 +565,7 @@ impl Udp {
         // written here: the IP layer finishes it (`checksum_at`) unless the device offloads
         // it, so every packet that a capture sees or a TUN carries verifies, and `lo` skips
         // summing the payload, as Linux's loopback does.
-        let partial = checksum::partial(src, dst.ip(), proto::UDP, message_len);
+        let partial = path.partial(message_len);
         let Ok(header) = packet.prepend_array::<HEADER_LEN>() else {
             // The pool left no headroom for headers: a configuration problem, reported like
             // every other shortage of buffer space.
@@ -550,17 +577,7 @@ impl Udp {
         // `message_len` <= 65535 by the size check above.
         header[4..6].copy_from_slice(&(message_len as u16).to_be_bytes());
         header[6..8].copy_from_slice(&partial);
-        let path = Path {
-            dst: dst.ip(),
-            decision,
-        };
-        let options = SendOptions {
-            src: Some(src),
-            ttl: None,
-            dont_fragment: false,
-            checksum_at: Some(6),
-        };
-        match ip.send_routed(now, packet, path, proto::UDP, options, links) {
+        match ip.send_prepared(now, packet, path, links) {
             Ok(()) => {
                 self.stats.family(v6).out_datagrams += 1;
                 Ok(data.len())

@@ -8,7 +8,8 @@ use etherparse::PacketBuilder;
 use loopstack_buf::{PacketBuf, PacketPool, PoolConfig};
 use loopstack_internet::icmp::{IcmpError, QuotedPacket};
 use loopstack_internet::iface::InterfaceId;
-use loopstack_internet::{Delivery, Internet, InternetConfig, IpMeta, Links};
+use loopstack_internet::route::Route;
+use loopstack_internet::{Cidr, Delivery, Internet, InternetConfig, IpMeta, Links};
 use loopstack_link::{
     ChecksumOffload, Device, DeviceCapabilities, Instant, Loopback, Rng, TxError,
 };
@@ -416,6 +417,78 @@ fn all_of_127_slash_8_works() {
         Ok((b"hi".to_vec(), sa("127.0.0.1", 7001)))
     );
     assert_eq!(s.recv_from(any), Ok((b"yo".to_vec(), far_addr)));
+}
+
+/// A socket keeps the path to the last destination it sent to: a socket bound to the
+/// unspecified address still gets each destination's own source when it alternates between
+/// two, and a route or setting that changes under a kept path is followed from the next
+/// datagram on.
+#[test]
+fn the_kept_path_follows_destinations_and_changes() {
+    for f in BOTH {
+        let mut s = Stack::new();
+        let prefix = if f.v6 { 64 } else { 24 };
+        let other: Cidr = format!("{}/{prefix}", f.foreign).parse().unwrap();
+        s.ip.add_address(InterfaceId::LOOPBACK, other).unwrap();
+        let server = s.bind(sa(f.any, 7000));
+        let client = s.bind(sa(f.any, 7001));
+        for round in 0..2 {
+            for to in [f.foreign, f.lo] {
+                s.send_to(client, b"hi", sa(to, 7000)).unwrap();
+                s.step();
+                assert_eq!(
+                    s.recv_from(server),
+                    Ok((b"hi".to_vec(), sa(to, 7001))),
+                    "{f:?} round {round}: the source is the one the route to {to} picks"
+                );
+            }
+        }
+
+        // A new default hop limit reaches the next datagram along the kept path.
+        s.send_to(client, b"a", sa(f.lo, 7000)).unwrap();
+        s.ip.config_mut().default_ttl = 9;
+        s.send_to(client, b"b", sa(f.lo, 7000)).unwrap();
+        let hop_limit = |p: &PacketBuf| if f.v6 { p[7] } else { p[8] };
+        let first = s.dev.lo.receive(s.now).unwrap();
+        let second = s.dev.lo.receive(s.now).unwrap();
+        assert_eq!((hop_limit(&first), hop_limit(&second)), (64, 9), "{f:?}");
+
+        // A destination off this host (a route out of `lo` stands in for a link) becomes
+        // unreachable, and reachable again. A route cannot override a local address, which
+        // is why this one is not ours.
+        let (net, far) = if f.v6 {
+            ("2001:db8:1::/64", "2001:db8:1::7")
+        } else {
+            ("198.51.100.0/24", "198.51.100.7")
+        };
+        let source = |p: &PacketBuf| -> IpAddr {
+            if f.v6 {
+                <[u8; 16]>::try_from(&p[8..24]).unwrap().into()
+            } else {
+                <[u8; 4]>::try_from(&p[12..16]).unwrap().into()
+            }
+        };
+        let net: Cidr = net.parse().unwrap();
+        for src in [f.lo, f.foreign] {
+            // The route's preferred source changes: the kept path is stale, and the socket
+            // (bound to the unspecified address) takes the new source.
+            let _ = s.ip.routes_mut().remove(net, 0);
+            let route = Route::connected(net, InterfaceId::LOOPBACK, ip(src));
+            s.ip.routes_mut().add(route).unwrap();
+            assert_eq!(s.send_to(client, b"c", sa(far, 7000)), Ok(1), "{f:?}");
+            let p = s.dev.lo.receive(s.now).unwrap();
+            assert_eq!(source(&p), ip(src), "{f:?}");
+        }
+        let host = Cidr::host(ip(far));
+        s.ip.routes_mut().add(Route::unreachable(host)).unwrap();
+        assert_eq!(
+            s.send_to(client, b"d", sa(far, 7000)),
+            Err(Error::HostUnreachable),
+            "{f:?}"
+        );
+        s.ip.routes_mut().remove(host, 0).unwrap();
+        assert_eq!(s.send_to(client, b"e", sa(far, 7000)), Ok(1), "{f:?}");
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! ```text
 //!   Internet ── Delivery ──▶ receive(): parse, checksum, find (local, remote) ──▶ Connection
 //!                                       or a listener (SYN) or nobody (RST, RFC 9293 3.10.7.1)
-//!   Internet ◀─ send_routed ── dispatch(): for each connection with work, next_segment()
+//!   Internet ◀─ send_prepared ─ dispatch(): for each connection with work, next_segment()
 //! ```
 //!
 //! Nothing here reads a clock, and every map is ordered (`BTreeMap`), so the same inputs
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use loopstack_buf::{PacketBuf, PacketPool, PoolCache};
 use loopstack_internet::icmp::{IcmpError, QuotedPacket, RateLimiter};
 use loopstack_internet::ingress::proto;
-use loopstack_internet::{Internet, IpMeta, Links, Path, SendOptions};
+use loopstack_internet::{Internet, IpMeta, Links, Prepared, SendOptions};
 use loopstack_link::{Instant, Rng};
 
 use super::config::TcpConfig;
@@ -88,6 +88,10 @@ struct ConnSlot {
     half_open: bool,
     /// Waiting in the dirty list.
     dirty: bool,
+    /// The path to the peer, worked out at the first segment and kept while it is current
+    /// (`Internet::is_current`): a connection sends every segment the same way, as Linux's
+    /// `sk_dst_cache` assumes.
+    path: Option<Prepared>,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +170,18 @@ impl Shared {
             config: &self.config,
             stats: &mut self.stats,
             challenge: &mut self.challenge,
+        }
+    }
+
+    /// Counts a segment going out (the TCP-MIB's, RFC 4022: OutSegs, RetransSegs, OutRsts).
+    fn count_out(&mut self, out: &Outgoing, retransmission: bool) {
+        if retransmission {
+            self.stats.retrans_segs += 1;
+        } else {
+            self.stats.out_segs += 1;
+        }
+        if out.header.flags.contains(Flags::RST) {
+            self.stats.out_rsts += 1;
         }
     }
 }
@@ -461,6 +477,7 @@ impl Tcp {
             owned: true,
             half_open: false,
             dirty: false,
+            path: None,
         })));
         self.conns.insert((local, remote), h.index);
         self.demux = [None; DEMUX_WAYS];
@@ -835,6 +852,7 @@ impl Tcp {
             owned: false,
             half_open: true,
             dirty: false,
+            path: None,
         })));
         self.conns.insert((local, remote), h.index);
         self.demux = [None; DEMUX_WAYS];
@@ -1049,12 +1067,24 @@ impl Tcp {
                 return;
             };
             let retransmission = c.conn.retransmitted() != retrans_before;
-            let (local, remote) = (c.conn.local(), c.conn.remote());
+            let path = match &c.path {
+                Some(p) if ip.is_current(p) => p,
+                _ => match prepare(ip, c.conn.local(), c.conn.remote()) {
+                    Ok(p) => c.path.insert(p),
+                    Err(_) => {
+                        // No way to the peer now (a route removed): the segment counts as
+                        // sent and lost, as when the device drops it, and the
+                        // retransmission timer brings it back.
+                        self.shared.count_out(&out, retransmission);
+                        continue;
+                    }
+                },
+            };
             let payload = match c.conn.shared_payload(&out) {
                 Some((block, range)) => Payload::Share(block, range),
                 None => Payload::Copy(&|dst| c.conn.copy_payload(&out, dst)),
             };
-            let packet = match build_segment(&mut self.pool, local, remote, &out, payload) {
+            let packet = match build_segment(&mut self.pool, path, &out, payload) {
                 Ok(p) => p,
                 Err(_) => {
                     // No buffer: the segment counts as lost; the retransmission timer
@@ -1063,19 +1093,8 @@ impl Tcp {
                     continue;
                 }
             };
-            self.count_out(&out, retransmission);
-            let _ = send_down(now, packet, local, remote, ip, links);
-        }
-    }
-
-    fn count_out(&mut self, out: &Outgoing, retransmission: bool) {
-        if retransmission {
-            self.shared.stats.retrans_segs += 1;
-        } else {
-            self.shared.stats.out_segs += 1;
-        }
-        if out.header.flags.contains(Flags::RST) {
-            self.shared.stats.out_rsts += 1;
+            self.shared.count_out(&out, retransmission);
+            let _ = ip.send_prepared(now, packet, path, links);
         }
     }
 
@@ -1095,10 +1114,15 @@ impl Tcp {
             payload_offset: 0,
             payload_len: 0,
         };
-        match build_segment(&mut self.pool, local, remote, &out, Payload::Copy(&|_| 0)) {
+        let Ok(path) = prepare(ip, local, remote) else {
+            // Counted as sent and lost, like a segment the device drops.
+            self.shared.count_out(&out, false);
+            return;
+        };
+        match build_segment(&mut self.pool, &path, &out, Payload::Copy(&|_| 0)) {
             Ok(packet) => {
-                self.count_out(&out, false);
-                let _ = send_down(now, packet, local, remote, ip, links);
+                self.shared.count_out(&out, false);
+                let _ = ip.send_prepared(now, packet, &path, links);
             }
             Err(_) => self.shared.stats.out_no_buffer += 1,
         }
@@ -1162,8 +1186,7 @@ enum Payload<'a> {
 /// finishes unless the device offloads it ([`SendOptions::checksum_at`]).
 fn build_segment(
     pool: &mut PoolCache,
-    local: SocketAddr,
-    remote: SocketAddr,
+    path: &Prepared,
     out: &Outgoing,
     payload: Payload<'_>,
 ) -> Result<PacketBuf, Error> {
@@ -1172,7 +1195,7 @@ fn build_segment(
     let len = header_len + out.payload_len;
     let max = pool.pool().max_packet();
     let too_long = |_| Error::MessageTooLong { len, max };
-    let partial = checksum::partial(local.ip(), remote.ip(), proto::TCP, len);
+    let partial = path.partial(len);
     // The bytes in the packet's own buffer: everything, or only the header when the
     // payload is attached from the send buffer instead.
     let own = match payload {
@@ -1195,15 +1218,12 @@ fn build_segment(
     Ok(packet)
 }
 
-fn send_down<L: Links>(
-    now: Instant,
-    packet: PacketBuf,
+/// The path for a connection's segments, from `local` to `remote`.
+fn prepare(
+    ip: &Internet,
     local: SocketAddr,
     remote: SocketAddr,
-    ip: &mut Internet,
-    links: &mut L,
-) -> Result<(), Error> {
-    let decision = ip.route(remote.ip()).map_err(Error::from_route)?;
+) -> Result<Prepared, loopstack_internet::SendError> {
     let options = SendOptions {
         src: Some(local.ip()),
         ttl: None,
@@ -1211,16 +1231,5 @@ fn send_down<L: Links>(
         dont_fragment: true,
         checksum_at: Some(16),
     };
-    ip.send_routed(
-        now,
-        packet,
-        Path {
-            dst: remote.ip(),
-            decision,
-        },
-        proto::TCP,
-        options,
-        links,
-    )
-    .map_err(Error::from_send)
+    ip.prepare(remote.ip(), proto::TCP, options)
 }
