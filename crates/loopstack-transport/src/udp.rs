@@ -219,9 +219,28 @@ struct Slot {
     socket: Option<Socket>,
 }
 
-/// The demultiplexing key: destination port, then local address. The address's variant
-/// carries the family, so IPv4 and IPv6 sockets never share a key.
-type Key = (u16, IpAddr);
+/// The demultiplexing key: destination port, then family, then local address, the address
+/// as an integer (an IPv4 address in the low 32 bits). The family is part of the key, so
+/// IPv4 and IPv6 sockets never share one, and every key of one family on one port lies in
+/// one range ([`family_keys`]). Integers, not `(u16, IpAddr)`: every comparison in the
+/// map's search went through `IpAddr`'s derived order (the variant, then the octets),
+/// about 50 instructions per datagram received (docs/benchmarks.md, item 20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    port: u16,
+    v6: bool,
+    addr: u128,
+}
+
+impl Key {
+    fn new(port: u16, addr: IpAddr) -> Key {
+        let (v6, addr) = match addr {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+            IpAddr::V6(a) => (true, u128::from(a)),
+        };
+        Key { port, v6, addr }
+    }
+}
 
 /// The UDP layer of one host: every UDP socket, their receive queues, and the counters.
 #[derive(Debug)]
@@ -261,10 +280,11 @@ fn unspecified(v6: bool) -> IpAddr {
 /// Every key of `port` in one family: IPv4 addresses sort before IPv6 ones, and within a
 /// family from all-zeros to all-ones.
 fn family_keys(port: u16, v6: bool) -> RangeInclusive<Key> {
-    if v6 {
-        (port, IpAddr::V6(Ipv6Addr::UNSPECIFIED))..=(port, IpAddr::V6(Ipv6Addr::from(u128::MAX)))
-    } else {
-        (port, IpAddr::V4(Ipv4Addr::UNSPECIFIED))..=(port, IpAddr::V4(Ipv4Addr::BROADCAST))
+    let last = if v6 { u128::MAX } else { u128::from(u32::MAX) };
+    Key { port, v6, addr: 0 }..=Key {
+        port,
+        v6,
+        addr: last,
     }
 }
 
@@ -336,10 +356,10 @@ impl Udp {
                 .next()
                 .is_some()
         } else {
-            self.demux.contains_key(&(port, addr))
+            self.demux.contains_key(&Key::new(port, addr))
                 || self
                     .demux
-                    .contains_key(&(port, unspecified(addr.is_ipv6())))
+                    .contains_key(&Key::new(port, unspecified(addr.is_ipv6())))
         }
     }
 
@@ -393,7 +413,7 @@ impl Udp {
         };
         let slot = &mut self.slots[index as usize];
         slot.socket = Some(socket);
-        self.demux.insert((port, addr), index);
+        self.demux.insert(Key::new(port, addr), index);
         Ok(UdpHandle {
             index,
             generation: slot.generation,
@@ -429,14 +449,15 @@ impl Udp {
             // Re-key the socket under its new address. Nothing else can hold that key: a
             // socket bound to the unspecified address excludes every other socket of its
             // family on its port. Checked anyway, rather than assumed.
-            let new = (local.port(), decision.src);
-            if new.1.is_ipv6() != local.is_ipv6() || self.demux.contains_key(&new) {
+            let new = SocketAddr::new(decision.src, local.port());
+            let key = Key::new(new.port(), new.ip());
+            if new.is_ipv6() != local.is_ipv6() || self.demux.contains_key(&key) {
                 return Err(Error::AddrInUse);
             }
-            self.demux.remove(&(local.port(), local.ip()));
-            self.demux.insert(new, h.index);
+            self.demux.remove(&Key::new(local.port(), local.ip()));
+            self.demux.insert(key, h.index);
             let socket = self.socket_mut(h)?;
-            socket.local = SocketAddr::new(new.1, new.0);
+            socket.local = new;
             // The kept path's source was the unspecified address's choice.
             socket.path = None;
         }
@@ -448,7 +469,7 @@ impl Udp {
     /// datagram still queued (their buffers go back to the pool). The handle goes stale.
     pub fn close(&mut self, h: UdpHandle) -> Result<(), Error> {
         let local = self.socket(h)?.local;
-        self.demux.remove(&(local.port(), local.ip()));
+        self.demux.remove(&Key::new(local.port(), local.ip()));
         let slot = &mut self.slots[h.index as usize];
         slot.socket = None;
         // After 2^32 reuses of one slot a stale handle would match again: far beyond any
@@ -655,8 +676,8 @@ impl Udp {
     fn lookup(&self, dst: IpAddr, port: u16, src: SocketAddr) -> Option<u32> {
         let index = self
             .demux
-            .get(&(port, dst))
-            .or_else(|| self.demux.get(&(port, unspecified(dst.is_ipv6()))))
+            .get(&Key::new(port, dst))
+            .or_else(|| self.demux.get(&Key::new(port, unspecified(dst.is_ipv6()))))
             .copied()?;
         let socket = self.slots.get(index as usize)?.socket.as_ref()?;
         match socket.peer {
@@ -786,7 +807,7 @@ impl Udp {
             IcmpError::NetUnreachable => Error::NetworkUnreachable,
             _ => return,
         };
-        let Some(&index) = self.demux.get(&(sport, quoted.src)) else {
+        let Some(&index) = self.demux.get(&Key::new(sport, quoted.src)) else {
             return;
         };
         let Some(socket) = self
@@ -826,18 +847,22 @@ mod tests {
 
     #[test]
     fn family_keys_cover_exactly_one_family() {
+        let key = |port: u16, a: &str| Key::new(port, a.parse().unwrap());
         let v4 = family_keys(53, false);
         let v6 = family_keys(53, true);
-        assert!(v4.contains(&(53, "127.0.0.1".parse().unwrap())));
-        assert!(v4.contains(&(53, "255.255.255.255".parse().unwrap())));
-        assert!(!v4.contains(&(53, "::".parse().unwrap())));
-        assert!(!v4.contains(&(54, "127.0.0.1".parse().unwrap())));
-        assert!(v6.contains(&(53, "::".parse().unwrap())));
-        assert!(v6.contains(&(
-            53,
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap()
-        )));
-        assert!(!v6.contains(&(53, "0.0.0.0".parse().unwrap())));
+        assert!(v4.contains(&key(53, "127.0.0.1")));
+        assert!(v4.contains(&key(53, "0.0.0.0")));
+        assert!(v4.contains(&key(53, "255.255.255.255")));
+        assert!(!v4.contains(&key(53, "::")));
+        assert!(
+            !v4.contains(&key(53, "::ffff:127.0.0.1")),
+            "a mapped address is IPv6"
+        );
+        assert!(!v4.contains(&key(54, "127.0.0.1")));
+        assert!(v6.contains(&key(53, "::")));
+        assert!(v6.contains(&key(53, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
+        assert!(!v6.contains(&key(53, "0.0.0.0")));
+        assert!(!v6.contains(&key(52, "::1")));
     }
 
     #[test]
