@@ -277,7 +277,8 @@ pub enum SendError {
 /// A prepared path is only valid while nothing it was derived from changes: it carries the
 /// [`Internet`]'s generation, which every change to a route, an address, an interface or
 /// the configuration advances. [`Internet::is_current`] tells whether it still holds; a
-/// stale one given to [`Internet::send_prepared`] is worked out again before use.
+/// stale one given to [`Internet::send_prepared`] is worked out again before use. A path
+/// belongs to the `Internet` that made it: another host's generation means nothing to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prepared {
     /// The `Internet`'s generation when this was made.
