@@ -79,6 +79,17 @@ impl Instant {
         Duration::from_nanos(self.nanos)
     }
 
+    /// The instant `nanos` nanoseconds later, saturating at [`Instant::MAX`]: `self +
+    /// Duration::from_nanos(nanos)` for a caller that keeps its times in nanoseconds, without
+    /// the round trip through `Duration`'s seconds and nanoseconds (a 128-bit multiply
+    /// each way).
+    #[inline]
+    pub const fn saturating_add_nanos(self, nanos: u64) -> Instant {
+        Instant {
+            nanos: self.nanos.saturating_add(nanos),
+        }
+    }
+
     /// Time from `earlier` to `self`, or zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.nanos.saturating_sub(earlier.nanos))
@@ -143,6 +154,8 @@ mod tests {
         assert_eq!(t + Duration::from_micros(1), Instant::from_nanos(5_001_000));
         assert_eq!(t - Duration::from_secs(1), Instant::ZERO);
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
+        assert_eq!(t.saturating_add_nanos(1_000), t + Duration::from_micros(1));
+        assert_eq!(Instant::MAX.saturating_add_nanos(1), Instant::MAX);
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
         assert_eq!(t - Instant::from_millis(2), Duration::from_millis(3));
         assert_eq!(Instant::from_secs(2).as_micros(), 2_000_000);

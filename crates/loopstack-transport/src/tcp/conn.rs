@@ -1123,7 +1123,8 @@ impl Connection {
                     .is_none_or(|t| (tsecr.wrapping_sub(t) as i32) >= 0);
                 if fresh {
                     let ticks = self.tsval(now).wrapping_sub(tsecr);
-                    self.rtt.on_sample(Duration::from_millis(u64::from(ticks)));
+                    // Millisecond ticks (RFC 7323 5.4's clock, `tsval`).
+                    self.rtt.on_sample_nanos(u64::from(ticks) * 1_000_000);
                     self.timeout_tsval = None;
                 }
                 self.rtt_probe = None;
@@ -1131,7 +1132,8 @@ impl Connection {
             _ => {
                 if let Some((seq, sent)) = self.rtt_probe {
                     if ack.gt(seq) {
-                        self.rtt.on_sample(now.saturating_duration_since(sent));
+                        self.rtt
+                            .on_sample_nanos(now.as_nanos().saturating_sub(sent.as_nanos()));
                         self.rtt_probe = None;
                     }
                 }
@@ -1146,7 +1148,7 @@ impl Connection {
         self.rto_at = if self.snd_una == self.snd_max {
             None
         } else {
-            Some(now + self.rtt.rto())
+            Some(now.saturating_add_nanos(self.rtt.rto_nanos()))
         };
     }
 
@@ -1471,7 +1473,7 @@ impl Connection {
             self.snd_max = end;
         }
         if len > 0 && self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rtt.rto());
+            self.rto_at = Some(now.saturating_add_nanos(self.rtt.rto_nanos()));
         }
     }
 

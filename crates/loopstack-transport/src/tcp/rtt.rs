@@ -60,7 +60,13 @@ impl Default for RttConfig {
 /// The RFC 6298 estimator of one connection: SRTT, RTTVAR, the RTO and its back-off.
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
-    config: RttConfig,
+    /// `RttConfig`'s bounds and granularity in nanoseconds, converted once: the RTO is
+    /// needed for every segment that starts the timer, and converting a `Duration` each
+    /// time cost a 128-bit multiply per bound (docs/benchmarks.md, item 21). `min_rto` is
+    /// already lowered to `max_rto` if the configuration had it above.
+    min_rto: u64,
+    max_rto: u64,
+    granularity: u64,
     /// Smoothed RTT in nanoseconds; `None` until the first sample.
     srtt: Option<u64>,
     /// RTT variation in nanoseconds.
@@ -85,8 +91,11 @@ fn narrow(n: u128) -> u64 {
 impl RttEstimator {
     /// An estimator that has seen no sample yet: its RTO is `config.initial_rto`.
     pub fn new(config: RttConfig) -> Self {
+        let max_rto = nanos(config.max_rto);
         RttEstimator {
-            config,
+            min_rto: nanos(config.min_rto).min(max_rto),
+            max_rto,
+            granularity: nanos(config.granularity),
             srtt: None,
             rttvar: 0,
             base_rto: nanos(config.initial_rto),
@@ -101,7 +110,11 @@ impl RttEstimator {
     /// recomputes the RTO from scratch, "collapsing" it back down (the note after
     /// RFC 6298 5.7).
     pub fn on_sample(&mut self, rtt: Duration) {
-        let r = nanos(rtt);
+        self.on_sample_nanos(nanos(rtt));
+    }
+
+    /// [`on_sample`](Self::on_sample) of a measurement in nanoseconds.
+    pub fn on_sample_nanos(&mut self, r: u64) {
         match self.srtt {
             None => {
                 // 2.2: SRTT <- R, RTTVAR <- R/2.
@@ -117,7 +130,7 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.unwrap_or(r);
-        let spread = nanos(self.config.granularity).max(self.rttvar.saturating_mul(4));
+        let spread = self.granularity.max(self.rttvar.saturating_mul(4));
         self.base_rto = srtt.saturating_add(spread);
         self.backoffs = 0;
     }
@@ -134,8 +147,12 @@ impl RttEstimator {
     /// The current RTO, back-off included, within `[min_rto, max_rto]` (if a configuration
     /// has `min_rto > max_rto`, `max_rto` wins).
     pub fn rto(&self) -> Duration {
-        let max = nanos(self.config.max_rto);
-        let min = nanos(self.config.min_rto).min(max);
+        Duration::from_nanos(self.rto_nanos())
+    }
+
+    /// [`rto`](Self::rto) in nanoseconds.
+    pub fn rto_nanos(&self) -> u64 {
+        let (min, max) = (self.min_rto, self.max_rto);
         let base = self.base_rto.clamp(min, max);
         // Doubling a clamped value and clamping again is the same as doubling the unclamped
         // value: min(2 min(x, max), max) = min(2x, max). So one shift does all back-offs.
@@ -144,7 +161,7 @@ impl RttEstimator {
         } else {
             narrow(u128::from(base) << self.backoffs)
         };
-        Duration::from_nanos(backed_off.clamp(min, max))
+        backed_off.clamp(min, max)
     }
 
     /// The smoothed RTT, or `None` before the first sample.
@@ -188,6 +205,34 @@ mod tests {
         assert_eq!(c.min_rto, ms(200));
         assert_eq!(c.max_rto, Duration::from_secs(120));
         assert_eq!(c.granularity, ms(1));
+    }
+
+    /// The nanosecond entry points are the `Duration` ones without the conversions: the
+    /// same samples give the same estimates and RTOs, back-offs and clamping included.
+    #[test]
+    fn nanosecond_calls_agree_with_duration_calls() {
+        let inverted = RttConfig {
+            min_rto: Duration::from_secs(200),
+            ..RttConfig::default()
+        };
+        for config in [RttConfig::default(), unclamped(), inverted] {
+            let (mut a, mut b) = (RttEstimator::new(config), RttEstimator::new(config));
+            for (i, sample) in [ms(3), ms(250), Duration::from_nanos(1), ms(40_000)]
+                .into_iter()
+                .enumerate()
+            {
+                a.on_sample(sample);
+                b.on_sample_nanos(u64::try_from(sample.as_nanos()).unwrap());
+                for _ in 0..i * 20 {
+                    a.on_timeout();
+                    b.on_timeout();
+                }
+                assert_eq!(a.srtt(), b.srtt());
+                assert_eq!(a.rttvar(), b.rttvar());
+                assert_eq!(a.rto(), b.rto());
+                assert_eq!(Duration::from_nanos(b.rto_nanos()), b.rto(), "{config:?}");
+            }
+        }
     }
 
     #[test]
