@@ -79,15 +79,12 @@ impl Cidr {
     pub fn contains(&self, addr: IpAddr) -> bool {
         // The bits that differ, under the prefix's mask: on every received packet (is the
         // destination ours?), so done on integers rather than through `mask`.
-        let len = u32::from(self.prefix_len);
         match (self.addr, addr) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let m = u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
-                (u32::from(n) ^ u32::from(a)) & m == 0
+                (u32::from(n) ^ u32::from(a)) & mask_v4(self.prefix_len) == 0
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let m = u128::MAX.checked_shl(128 - len.min(128)).unwrap_or(0);
-                (u128::from(n) ^ u128::from(a)) & m == 0
+                (u128::from(n) ^ u128::from(a)) & mask_v6(self.prefix_len) == 0
             }
             _ => false,
         }
@@ -117,19 +114,27 @@ fn max_prefix(addr: IpAddr) -> u8 {
 /// `addr` with all but the first `prefix_len` bits cleared.
 pub fn mask(addr: IpAddr, prefix_len: u8) -> IpAddr {
     match addr {
-        IpAddr::V4(a) => {
-            let m = u32::MAX
-                .checked_shl(32 - u32::from(prefix_len.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
-        }
-        IpAddr::V6(a) => {
-            let m = u128::MAX
-                .checked_shl(128 - u32::from(prefix_len.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
-        }
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(prefix_len))),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask_v6(prefix_len))),
     }
+}
+
+/// The IPv4 netmask of a `prefix_len`-bit prefix as an integer (a length above 32 counts
+/// as 32).
+#[inline]
+pub(crate) fn mask_v4(prefix_len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix_len.min(32)))
+        .unwrap_or(0)
+}
+
+/// The IPv6 netmask of a `prefix_len`-bit prefix as an integer (a length above 128 counts
+/// as 128).
+#[inline]
+pub(crate) fn mask_v6(prefix_len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(prefix_len.min(128)))
+        .unwrap_or(0)
 }
 
 impl fmt::Display for Cidr {

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use loopstack_link::LinkStats;
 use thiserror::Error;
 
-use crate::addr::{is_loopback, Cidr};
+use crate::addr::{is_loopback, mask_v4, mask_v6, Cidr};
 
 /// An interface's index, as Linux numbers them: `lo` is 1, others follow in order of
 /// creation. Stable for the life of the table.
@@ -207,20 +207,10 @@ impl InterfaceTable {
             for c in &i.addrs {
                 // On a loopback interface the whole prefix is ours (Linux's `local` route
                 // for 127.0.0.0/8); elsewhere only the address itself.
-                let len = if i.is_loopback() {
-                    u32::from(c.prefix_len())
-                } else {
-                    128
-                };
+                let len = if i.is_loopback() { c.prefix_len() } else { 128 };
                 match c.addr() {
-                    IpAddr::V4(a) => {
-                        let mask = u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
-                        self.local4.push((u32::from(a), mask));
-                    }
-                    IpAddr::V6(a) => {
-                        let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-                        self.local6.push((u128::from(a), mask));
-                    }
+                    IpAddr::V4(a) => self.local4.push((u32::from(a), mask_v4(len))),
+                    IpAddr::V6(a) => self.local6.push((u128::from(a), mask_v6(len))),
                 }
             }
         }
