@@ -1415,6 +1415,13 @@ impl Connection {
                 payload_len: 0,
             });
         }
+        if self.state.is_synchronized() && self.nothing_to_send() {
+            // What `next_data` and `arm_persist` would conclude, without working out the
+            // window: no data waits, so no persist timer either (RFC 9293 3.8.6.1 arms it
+            // only for data held back by the window).
+            self.persist_at = None;
+            return None;
+        }
         let out = match self.state {
             State::Closed | State::Listen => None,
             State::SynSent | State::SynReceived => self.next_syn(now),
@@ -1426,6 +1433,21 @@ impl Connection {
         }
         self.arm_persist(now);
         out
+    }
+
+    /// Whether a synchronized connection has nothing at all to send: no unsent data, no
+    /// FIN queued, no retransmission, probe or ACK owed. Half of a ping-pong's calls to
+    /// [`next_segment`](Self::next_segment) find this (the side that only received, whose
+    /// ACK waits for the delayed-ACK timer or the reply), and this check is all they need
+    /// (docs/benchmarks.md, item 22).
+    fn nothing_to_send(&self) -> bool {
+        let owed = self.ack_now
+            || self.dup_acks_owed > 0
+            || self.retransmit_first
+            || self.probe_now
+            || self.fin_queued;
+        let offset = self.snd_nxt.diff(self.snd_una).max(0) as usize;
+        !owed && self.send_buf.len() <= offset
     }
 
     /// SYN (SYN-SENT) or SYN,ACK (SYN-RECEIVED), when not yet sent or due again.
