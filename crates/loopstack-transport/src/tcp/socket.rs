@@ -1082,7 +1082,7 @@ impl Tcp {
             };
             let payload = match c.conn.shared_payload(&out) {
                 Some((block, range)) => Payload::Share(block, range),
-                None => Payload::Copy(&|dst| c.conn.copy_payload(&out, dst)),
+                None => Payload::Copy(&c.conn),
             };
             let packet = match build_segment(&mut self.pool, path, &out, payload) {
                 Ok(p) => p,
@@ -1119,7 +1119,7 @@ impl Tcp {
             self.shared.count_out(&out, false);
             return;
         };
-        match build_segment(&mut self.pool, &path, &out, Payload::Copy(&|_| 0)) {
+        match build_segment(&mut self.pool, &path, &out, Payload::Empty) {
             Ok(packet) => {
                 self.shared.count_out(&out, false);
                 let _ = ip.send_prepared(now, packet, &path, links);
@@ -1173,9 +1173,12 @@ fn verify_segment(meta: &IpMeta, packet: &PacketBuf) -> bool {
 
 /// Where a segment's payload comes from.
 enum Payload<'a> {
-    /// Copied into the packet's buffer by the function, which returns how many bytes it
-    /// wrote.
-    Copy(&'a dyn Fn(&mut [u8]) -> usize),
+    /// None: a reset's.
+    Empty,
+    /// Copied from the connection's send buffer into the packet's buffer. Named, not a
+    /// closure behind `dyn Fn`: the indirect call and the closure's captures cost about 30
+    /// instructions a segment (docs/benchmarks.md, item 22).
+    Copy(&'a Connection),
     /// Attached to the packet without a copy: part of a send-buffer block
     /// ([`Connection::shared_payload`](super::conn::Connection::shared_payload)).
     Share(&'a Arc<[u8]>, Range<usize>),
@@ -1199,7 +1202,7 @@ fn build_segment(
     // The bytes in the packet's own buffer: everything, or only the header when the
     // payload is attached from the send buffer instead.
     let own = match payload {
-        Payload::Copy(_) => len,
+        Payload::Empty | Payload::Copy(_) => len,
         Payload::Share(..) => header_len,
     };
     let mut packet = pool.alloc(own)?;
@@ -1208,8 +1211,8 @@ fn build_segment(
     let bytes = &mut packet.tailroom_mut()[..own];
     out.header.write(&mut bytes[..header_len]);
     bytes[16..18].copy_from_slice(&partial);
-    if let Payload::Copy(fill) = payload {
-        fill(&mut bytes[header_len..]);
+    if let Payload::Copy(conn) = payload {
+        conn.copy_payload(out, &mut bytes[header_len..]);
     }
     packet.commit_tailroom(own).map_err(too_long)?;
     if let Payload::Share(block, range) = payload {
