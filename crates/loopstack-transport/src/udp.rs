@@ -293,6 +293,30 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
     a.ip() == b.ip() && a.port() == b.port()
 }
 
+/// The socket a datagram from `src` to `dst:port` belongs to (RFC 768 names only the port;
+/// the ranking is Linux's): the socket bound to exactly `dst`, else the one bound to the
+/// unspecified address of the family. A connected socket takes only datagrams from its
+/// peer (and is the most specific match: at most one socket holds a key, so a connected one
+/// is the exact-address match). The socket itself, not its index: the receive path then
+/// queues on it without finding its slot a second time.
+fn lookup<'a>(
+    demux: &BTreeMap<Key, u32>,
+    slots: &'a mut [Slot],
+    dst: IpAddr,
+    port: u16,
+    src: SocketAddr,
+) -> Option<&'a mut Socket> {
+    let index = demux
+        .get(&Key::new(port, dst))
+        .or_else(|| demux.get(&Key::new(port, unspecified(dst.is_ipv6()))))
+        .copied()?;
+    let socket = slots.get_mut(index as usize)?.socket.as_mut()?;
+    match socket.peer {
+        Some(peer) if !same_endpoint(peer, src) => None,
+        _ => Some(socket),
+    }
+}
+
 fn max_payload(v6: bool) -> usize {
     if v6 {
         MAX_PAYLOAD_V6
@@ -668,24 +692,6 @@ impl Udp {
         Ok((n, d.from))
     }
 
-    /// The socket a datagram from `src` to `dst:port` belongs to (RFC 768 names only the
-    /// port; the ranking is Linux's): the socket bound to exactly `dst`, else the one
-    /// bound to the unspecified address of the family. A connected socket takes only
-    /// datagrams from its peer (and is the most specific match: at most one socket holds a
-    /// key, so a connected one is the exact-address match).
-    fn lookup(&self, dst: IpAddr, port: u16, src: SocketAddr) -> Option<u32> {
-        let index = self
-            .demux
-            .get(&Key::new(port, dst))
-            .or_else(|| self.demux.get(&Key::new(port, unspecified(dst.is_ipv6()))))
-            .copied()?;
-        let socket = self.slots.get(index as usize)?.socket.as_ref()?;
-        match socket.peer {
-            Some(peer) if !same_endpoint(peer, src) => None,
-            _ => Some(index),
-        }
-    }
-
     /// Takes a UDP datagram the internet layer delivered (`packet` starts at the UDP
     /// header): checks it, finds its socket, and queues it there without copying. Anything
     /// wrong is dropped and counted; a datagram for a port nobody has bound is answered with
@@ -735,7 +741,7 @@ impl Udp {
             return;
         }
         let from = SocketAddr::new(meta.src, sport);
-        let Some(index) = self.lookup(meta.dst, dport, from) else {
+        let Some(socket) = lookup(&self.demux, &mut self.slots, meta.dst, dport, from) else {
             self.stats.family(v6).no_ports += 1;
             // RFC 1122 4.1.3.1: SHOULD answer with Port Unreachable. The internet layer
             // quotes the whole IP packet, so put its header back; it applies the rules
@@ -750,16 +756,6 @@ impl Udp {
             self.config.recv_queue_bytes,
             self.config.recv_queue_datagrams,
         );
-        let Some(socket) = self
-            .slots
-            .get_mut(index as usize)
-            .and_then(|s| s.socket.as_mut())
-        else {
-            // The demux map only holds open sockets; treat a mismatch as "no port" rather
-            // than panic.
-            self.stats.family(v6).no_ports += 1;
-            return;
-        };
         // A full queue drops the new datagram, never grows past its limits: the memory a
         // slow reader can pin is bounded. An empty queue takes any one datagram.
         let over_bytes = !socket.queue.is_empty() && socket.queued_bytes + payload_len > max_bytes;
