@@ -368,14 +368,24 @@ impl PacketBuf {
     ///
     /// Past the bytes in the packet's own buffer, it strips from the attached fragment; a
     /// fragment stripped to nothing is let go.
+    // Inline for the common case, a header within the packet's own bytes: each layer on
+    // the way up strips one, and the call cost more than the work (docs/benchmarks.md,
+    // item 22). Reaching into a fragment is out of line.
+    #[inline]
     pub fn strip_front(&mut self, n: usize) -> Result<(), BufError> {
         let s = self.slot_mut();
-        let own = s.len();
-        if n <= own {
+        if n <= s.len() {
             s.start += n;
             return Ok(());
         }
-        let rest = n - own;
+        self.strip_into_frag(n)
+    }
+
+    /// [`strip_front`](Self::strip_front) past the packet's own bytes.
+    fn strip_into_frag(&mut self, n: usize) -> Result<(), BufError> {
+        let s = self.slot_mut();
+        let own = s.len();
+        let rest = n.saturating_sub(own);
         match &mut s.frag {
             Some(f) if rest <= f.len() => {
                 f.start += rest;
@@ -413,7 +423,19 @@ impl PacketBuf {
 
     /// Shortens the packet to `len` bytes, keeping the front (an IP layer dropping link
     /// padding past the IP total length). Does nothing if the packet is already that short.
+    // Inline for the common case, as `strip_front` is: no fragment to shorten or let go.
+    #[inline]
     pub fn truncate(&mut self, len: usize) {
+        let s = self.slot_mut();
+        if s.frag.is_none() {
+            s.end = s.start + len.min(s.len());
+            return;
+        }
+        self.truncate_with_frag(len);
+    }
+
+    /// [`truncate`](Self::truncate) of a packet with an attached fragment.
+    fn truncate_with_frag(&mut self, len: usize) {
         let s = self.slot_mut();
         let own = s.len();
         if len <= own {
