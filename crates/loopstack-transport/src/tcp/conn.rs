@@ -1415,11 +1415,7 @@ impl Connection {
                 payload_len: 0,
             });
         }
-        if self.state.is_synchronized() && self.nothing_to_send() {
-            // What `next_data` and `arm_persist` would conclude, without working out the
-            // window: no data waits, so no persist timer either (RFC 9293 3.8.6.1 arms it
-            // only for data held back by the window).
-            self.persist_at = None;
+        if self.settle_if_quiet() {
             return None;
         }
         let out = match self.state {
@@ -1433,6 +1429,18 @@ impl Connection {
         }
         self.arm_persist(now);
         out
+    }
+
+    /// For a connection with nothing to send and no reset queued, does what
+    /// [`next_segment`](Self::next_segment) would, without working out the window, and
+    /// returns true: no data waits, so no persist timer either (RFC 9293 3.8.6.1 arms it
+    /// only for data held back by the window). Otherwise returns false and changes nothing.
+    pub fn settle_if_quiet(&mut self) -> bool {
+        if self.rst_out.is_none() && self.state.is_synchronized() && self.nothing_to_send() {
+            self.persist_at = None;
+            return true;
+        }
+        false
     }
 
     /// Whether a synchronized connection has nothing at all to send: no unsent data, no

@@ -801,7 +801,20 @@ impl Tcp {
                 }
             }
         }
-        self.mark_dirty(index);
+        // A connection left with nothing to send (the side that only took data in, its
+        // ACK waiting for the delayed-ACK timer or for the reply) files its deadline now,
+        // and `dispatch` is spared the visit: half of a ping-pong's calls to it found
+        // nothing to do (docs/benchmarks.md, item 22). Anything else, a closed connection
+        // included, goes through `dispatch` as before.
+        let quiet = match self.slots[index as usize].sock.as_mut() {
+            Some(Sock::Conn(c)) => !c.dirty && c.conn.settle_if_quiet(),
+            _ => false,
+        };
+        if quiet {
+            self.rearm(index);
+        } else {
+            self.mark_dirty(index);
+        }
     }
 
     /// RFC 9293 3.10.7.2, LISTEN.
@@ -959,8 +972,9 @@ impl Tcp {
 
     /// Debug builds check the heap against every connection: each clean one's deadline
     /// must be filed as it is. Every call that can move a deadline marks the connection
-    /// dirty, and `dispatch` files it again; a path that missed that would be a timer that
-    /// never fires.
+    /// dirty, and `dispatch` files it again (or, for a segment that leaves a connection
+    /// with nothing to send, files it at once); a path that missed that would be a timer
+    /// that never fires.
     fn check_deadlines(&self) {
         if cfg!(debug_assertions) {
             for (i, slot) in self.slots.iter().enumerate() {
