@@ -1444,10 +1444,10 @@ impl Connection {
     }
 
     /// Whether a synchronized connection has nothing at all to send: no unsent data, no
-    /// FIN queued, no retransmission, probe or ACK owed. Half of a ping-pong's calls to
-    /// [`next_segment`](Self::next_segment) find this (the side that only received, whose
-    /// ACK waits for the delayed-ACK timer or the reply), and this check is all they need
-    /// (docs/benchmarks.md, item 22).
+    /// FIN queued, no retransmission, probe or ACK owed. In a ping-pong, the side that only
+    /// received is in this state (its ACK waits for the delayed-ACK timer or the reply),
+    /// and this check is all it needs, where working out the window was most of a call to
+    /// [`next_segment`](Self::next_segment) (docs/benchmarks.md, item 22).
     fn nothing_to_send(&self) -> bool {
         let owed = self.ack_now
             || self.dup_acks_owed > 0
