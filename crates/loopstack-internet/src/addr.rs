@@ -119,6 +119,18 @@ pub fn mask(addr: IpAddr, prefix_len: u8) -> IpAddr {
     }
 }
 
+/// The address as a number: an IPv4 address in the low 32 bits, an IPv6 one whole. Two
+/// addresses of one family compare as their numbers do; a key that mixes families must
+/// carry the family beside it, since an IPv4 address and the IPv6 address with the same
+/// low bits give the same number.
+#[inline]
+pub fn bits(addr: IpAddr) -> u128 {
+    match addr {
+        IpAddr::V4(a) => u32::from(a).into(),
+        IpAddr::V6(a) => a.into(),
+    }
+}
+
 /// The IPv4 netmask of a `prefix_len`-bit prefix as an integer (a length above 32 counts
 /// as 32).
 #[inline]

@@ -207,13 +207,10 @@ pub enum RouteError {
     GatewayNotAllowed(Cidr),
 }
 
-/// The address as a number, for ordering and for keys. IPv4 uses the low 32 bits; the two
-/// families never share a map, so they cannot collide.
-fn key(addr: IpAddr) -> u128 {
-    match addr {
-        IpAddr::V4(a) => u32::from(a).into(),
-        IpAddr::V6(a) => a.into(),
-    }
+/// The address as a number, for ordering and for keys ([`addr::bits`]): the two families
+/// never share a map, so they cannot collide.
+fn key(a: IpAddr) -> u128 {
+    addr::bits(a)
 }
 
 /// One table (local or main) of one family: prefix length -> network -> routes, each bucket

@@ -31,6 +31,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 
 use loopstack_buf::{PacketBuf, PacketPool, PoolCache, PoolError};
+use loopstack_internet::addr;
 use loopstack_internet::icmp::{IcmpError, QuotedPacket};
 use loopstack_internet::ingress::proto;
 use loopstack_internet::{Internet, IpMeta, Links, Prepared, SendOptions};
@@ -234,11 +235,11 @@ struct Key {
 
 impl Key {
     fn new(port: u16, addr: IpAddr) -> Key {
-        let (v6, addr) = match addr {
-            IpAddr::V4(a) => (false, u128::from(u32::from(a))),
-            IpAddr::V6(a) => (true, u128::from(a)),
-        };
-        Key { port, v6, addr }
+        Key {
+            port,
+            v6: addr.is_ipv6(),
+            addr: addr::bits(addr),
+        }
     }
 }
 
