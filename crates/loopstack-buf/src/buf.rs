@@ -349,6 +349,29 @@ impl PacketBuf {
             })
     }
 
+    /// The `N` bytes just in front of the packet, in its headroom, for the layer that holds
+    /// the packet in a queue to keep a note about it there (what Linux's `skb->cb` is for);
+    /// `None` if the headroom is shorter. They are not part of the packet: the next
+    /// [`prepend`](Self::prepend) or [`unstrip_front`](Self::unstrip_front) covers them.
+    ///
+    /// UDP keeps a queued datagram's sender this way. Kept beside the packet instead, the
+    /// address was built from its parts and copied at once into the queue as a whole, a
+    /// store-forwarding stall (docs/benchmarks.md, item 23).
+    #[inline]
+    pub fn note_mut<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
+        let s = self.slot_mut();
+        let at = s.start.checked_sub(N)?;
+        s.storage.get_mut(at..s.start)?.first_chunk_mut::<N>()
+    }
+
+    /// The note [`note_mut`](Self::note_mut) wrote: the `N` bytes in front of the packet.
+    #[inline]
+    pub fn note<const N: usize>(&self) -> Option<&[u8; N]> {
+        let s = self.slot();
+        let at = s.start.checked_sub(N)?;
+        s.storage.get(at..s.start)?.first_chunk::<N>()
+    }
+
     /// Prepends a copy of `bytes` (a header already serialised elsewhere).
     pub fn prepend_slice(&mut self, bytes: &[u8]) -> Result<(), BufError> {
         let s = self.slot_mut();
@@ -744,6 +767,28 @@ mod tests {
                 available: 5
             }
         );
+    }
+
+    #[test]
+    fn a_note_sits_in_the_headroom_outside_the_packet() {
+        let p = pool();
+        let mut b = p.alloc_from_slice(b"payload").unwrap();
+        b.prepend_slice(b"HDR").unwrap();
+        b.strip_front(3).unwrap();
+        // Written over the stripped header, just in front of the packet.
+        *b.note_mut::<4>().unwrap() = *b"note";
+        assert_eq!(b.as_slice(), b"payload");
+        assert_eq!(b.note::<4>(), Some(b"note"));
+        assert_eq!(b.note::<2>(), Some(b"te"), "the bytes nearest the packet");
+        // As long as the headroom (8 bytes), and no longer.
+        assert!(b.note_mut::<8>().is_some());
+        assert!(b.note_mut::<9>().is_none());
+        assert!(b.note::<9>().is_none());
+        // A prepend takes the bytes back into the packet.
+        b.prepend(2).unwrap();
+        assert_eq!(b.as_slice(), b"\0\0payload");
+        assert_eq!(b.note::<7>(), None, "6 bytes of headroom left");
+        assert_eq!(b.note::<2>(), Some(b"no"));
     }
 
     #[test]

@@ -1050,13 +1050,17 @@ impl Internet {
         } else {
             ingress::check_v4_len(&packet, packet.len(), offload)
         };
-        let header = match checked {
+        // Borrowed, not moved out: moving it copied the `Header` whole, IPv4's `IpAddr`s
+        // (written as a tag and four octets) read back as 8-byte words, a store-forwarding
+        // stall at 4% to 6% of a datagram's time (docs/benchmarks.md, item 23). For the
+        // same reason IPv4 never reads `header.src` or `header.dst` below.
+        let header = match &checked {
             Checked::Ok(h) => h,
-            Checked::Drop(e) => {
+            &Checked::Drop(e) => {
                 self.count_header_error(v6, e);
                 return;
             }
-            Checked::ParameterProblem { code, pointer, .. } => {
+            &Checked::ParameterProblem { code, pointer, .. } => {
                 self.stats.ip6.in_hdr_errors += 1;
                 let error = if code == 1 {
                     IcmpError::ProtocolUnreachable { pointer }
@@ -1089,18 +1093,19 @@ impl Internet {
         // bytes they stay in registers. IPv6's are taken from `header`, where they were
         // copied whole and read back the same way; reading them again cost more
         // instructions (32 bytes, bounds checks) than it saved.
-        let (martian, src, dst) = match (header.src, header.dst) {
-            (IpAddr::V6(s), IpAddr::V6(d)) if v6 => {
-                let martian = addr::check_incoming_v6(s, d, on_loopback);
-                (martian, IpAddr::V6(s), IpAddr::V6(d))
+        let (martian, src, dst) = if v6 {
+            match (header.src, header.dst) {
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    let martian = addr::check_incoming_v6(s, d, on_loopback);
+                    (martian, IpAddr::V6(s), IpAddr::V6(d))
+                }
+                // `check_v6` gives IPv6 addresses; refuse anything else rather than panic.
+                (s, d) => (Some(Martian::UnspecifiedDestination), s, d),
             }
-            _ if !v6 => {
-                let (s, d) = (v4_at(&packet, 12), v4_at(&packet, 16));
-                let martian = addr::check_incoming_v4(s, d, on_loopback);
-                (martian, IpAddr::V4(s), IpAddr::V4(d))
-            }
-            // `check_v6` gives IPv6 addresses; refuse anything else rather than panic.
-            (s, d) => (Some(Martian::UnspecifiedDestination), s, d),
+        } else {
+            let (s, d) = (v4_at(&packet, 12), v4_at(&packet, 16));
+            let martian = addr::check_incoming_v4(s, d, on_loopback);
+            (martian, IpAddr::V4(s), IpAddr::V4(d))
         };
         if martian.is_some() {
             if v6 {
@@ -1111,7 +1116,7 @@ impl Internet {
             return;
         }
         if !self.accepts(dst) {
-            self.forward(now, header, packet, links);
+            self.forward(now, *header, packet, links);
             return;
         }
         if header.fragment.is_some() {
@@ -1123,7 +1128,7 @@ impl Internet {
             }
             return;
         }
-        self.deliver(now, iface, &header, src, dst, packet, offload, links, upper);
+        self.deliver(now, iface, header, src, dst, packet, offload, links, upper);
     }
 
     /// Whether a packet to `dst` is for this host: one of our addresses (all of 127/8 on
@@ -1235,7 +1240,7 @@ impl Internet {
         upper: &mut U,
     ) {
         let v6 = dst.is_ipv6();
-        let meta = IpMeta {
+        let meta = |src, dst| IpMeta {
             src,
             dst,
             protocol: h.protocol,
@@ -1243,6 +1248,19 @@ impl Internet {
             iface,
             header_len: h.header_len,
             verify_checksum: !offload,
+        };
+        // Each family builds its `IpMeta` in place. IPv4's addresses are read from the
+        // packet (its header is still in front) rather than copied from `src` and `dst`:
+        // an `IpAddr` made from four octets is written as a tag and four bytes, and copying
+        // it whole reads 16 bytes back over those small stores, a store-forwarding stall
+        // (perf: 3% to 4% of a datagram's time, docs/benchmarks.md, item 23).
+        let meta = if v6 {
+            meta(src, dst)
+        } else {
+            meta(
+                IpAddr::V4(v4_at(&packet, 12)),
+                IpAddr::V4(v4_at(&packet, 16)),
+            )
         };
         match (h.protocol, v6) {
             (proto::ICMP, false) | (proto::ICMPV6, true) => {

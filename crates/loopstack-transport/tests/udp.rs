@@ -775,6 +775,58 @@ fn malformed_datagrams_are_dropped_and_counted() {
     }
 }
 
+/// Feeds `message` to `Udp::receive` in a buffer of `pool` with no headroom in front of it,
+/// as a caller outside the stack could.
+fn feed_without_headroom(s: &mut Stack, pool: &PacketPool, src: IpAddr, message: &[u8]) {
+    let mut p = pool.alloc(message.len()).unwrap();
+    let headroom = p.headroom();
+    p.prepend(headroom).unwrap();
+    p.truncate(0);
+    p.extend_from_slice(message).unwrap();
+    assert_eq!(p.headroom(), 0);
+    let meta = IpMeta {
+        src,
+        dst: src,
+        protocol: UDP,
+        ttl: 64,
+        iface: InterfaceId::LOOPBACK,
+        header_len: 0,
+        verify_checksum: false,
+    };
+    s.udp.receive(s.now, meta, p, &mut s.ip, &mut s.dev);
+}
+
+#[test]
+fn a_queued_datagram_keeps_its_sender_whatever_the_headroom() {
+    // The sender is noted in the headroom (19 bytes in front of the payload). A datagram
+    // with less moves to a buffer with the pool's headroom and keeps its sender.
+    for f in BOTH {
+        let mut s = Stack::new();
+        let b = s.bind(sa(f.lo, 9006));
+        let pool = s.pool.clone();
+        let m = udp_message(sa(f.lo, 4242), sa(f.lo, 9006), b"roomless");
+        feed_without_headroom(&mut s, &pool, ip(f.lo), &m);
+        assert_eq!(s.recv_from(b), Ok((b"roomless".to_vec(), sa(f.lo, 4242))));
+        assert_eq!(s.counters(f.v6).in_errors, 0);
+    }
+    // A pool with no headroom at all has nowhere to note it: dropped and counted, never a
+    // panic or a wrong sender.
+    for f in BOTH {
+        let pool = PoolConfig {
+            headroom: 0,
+            ..PoolConfig::default()
+        };
+        let mut s = Stack::with(UdpConfig::default(), pool, 1);
+        let b = s.bind(sa(f.lo, 9007));
+        let pool = s.pool.clone();
+        let m = udp_message(sa(f.lo, 4243), sa(f.lo, 9007), b"nowhere");
+        feed_without_headroom(&mut s, &pool, ip(f.lo), &m);
+        assert!(!s.udp.can_recv(b));
+        let c = s.counters(f.v6);
+        assert_eq!((c.in_datagrams, c.in_errors), (0, 1));
+    }
+}
+
 #[test]
 fn receive_queue_overflow_drops_without_growing() {
     for f in BOTH {
