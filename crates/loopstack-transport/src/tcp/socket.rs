@@ -731,7 +731,7 @@ impl Tcp {
             self.shared.stats.in_errs += 1;
             return;
         }
-        if let Some(index) = self.find_conn(local, remote) {
+        if let Some(index) = self.find_conn(&local, &remote) {
             self.segment_for_connection(now, index, &h, packet);
             return;
         }
@@ -750,18 +750,18 @@ impl Tcp {
     }
 
     /// The connection for (local, remote), through the demux cache.
-    fn find_conn(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    fn find_conn(&mut self, local: &SocketAddr, remote: &SocketAddr) -> Option<u32> {
         let way =
             (usize::from(local.port()).wrapping_mul(31) ^ usize::from(remote.port())) % DEMUX_WAYS;
         // Compared where it lies: copying the entry out first moved two `SocketAddr`s
         // (64 bytes) per segment for nothing.
         if let Some((l, r, index)) = &self.demux[way] {
-            if *l == local && *r == remote {
+            if l == local && r == remote {
                 return Some(*index);
             }
         }
-        let index = *self.conns.get(&(local, remote))?;
-        self.demux[way] = Some((local, remote, index));
+        let index = *self.conns.get(&(*local, *remote))?;
+        self.demux[way] = Some((*local, *remote, index));
         Some(index)
     }
 
