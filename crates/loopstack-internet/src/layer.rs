@@ -1576,7 +1576,6 @@ fn v4_at(b: &[u8], at: usize) -> Ipv4Addr {
         .map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from)
 }
 
-/// Source and destination of a whole IP packet, unspecified if it is too short to tell.
 /// The interface a packet routed by `decision` leaves by. Traffic to one of our own
 /// addresses goes round through `lo`, as on Linux, even if the address belongs to another
 /// interface.
@@ -1588,6 +1587,7 @@ fn leaves_by(decision: &RouteDecision) -> InterfaceId {
     }
 }
 
+/// Source and destination of a whole IP packet, unspecified if it is too short to tell.
 fn addresses(packet: &[u8]) -> (IpAddr, IpAddr) {
     match packet.first().map(|b| b >> 4) {
         Some(4) if packet.len() >= 20 => {
