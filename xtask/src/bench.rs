@@ -80,33 +80,13 @@ pub fn run(quick: bool) -> ExitCode {
             }
         }
     }
-    let mut bench = Command::new(&cargo);
-    bench.args([
-        "bench",
-        "-p",
-        "loopstack-benches",
-        "--bench",
-        "sidebyside",
-        "--",
-    ]);
-    if quick {
-        bench.args([
-            "--warm-up-time",
-            "0.3",
-            "--measurement-time",
-            "0.7",
-            "--sample-size",
-            "10",
-        ]);
-    }
     let command = if quick {
         "cargo xtask bench --quick"
     } else {
         "cargo xtask bench"
     };
     eprintln!("==> {command}: the side-by-side benchmarks");
-    if !bench.status().is_ok_and(|s| s.success()) {
-        eprintln!("==> the benchmarks failed");
+    if !run_benches(&cargo, &["sidebyside"], quick, &[]) {
         return ExitCode::FAILURE;
     }
     let results = match read_criterion(&criterion_dir) {
@@ -197,7 +177,7 @@ fn read_criterion(dir: &Path) -> Result<BTreeMap<String, Measured>, String> {
     Ok(out)
 }
 
-fn read_json(path: &Path) -> Result<Value, String> {
+pub fn read_json(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -358,6 +338,51 @@ pub fn machine() -> String {
     )
 }
 
+/// Runs `cargo bench -p loopstack-benches` on the bench `targets`: with criterion's
+/// timings shortened to about a second per benchmark if `quick`, else with `full` (empty:
+/// criterion's defaults). False if a benchmark failed.
+pub fn run_benches(cargo: &str, targets: &[&str], quick: bool, full: &[&str]) -> bool {
+    let mut bench = Command::new(cargo);
+    bench.args(["bench", "-p", "loopstack-benches"]);
+    for target in targets {
+        bench.args(["--bench", target]);
+    }
+    bench.arg("--");
+    if quick {
+        bench.args([
+            "--warm-up-time",
+            "0.3",
+            "--measurement-time",
+            "0.7",
+            "--sample-size",
+            "10",
+        ]);
+    } else {
+        bench.args(full);
+    }
+    let ok = bench.status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("==> the benchmarks failed");
+    }
+    ok
+}
+
+/// The lines every generated table starts with: where, with what, how and when it ran.
+pub fn provenance(s: &mut String, command: &str) {
+    let _ = writeln!(s, "- **Machine:** {}", machine());
+    let _ = writeln!(
+        s,
+        "- **Toolchain:** {}",
+        command_output("rustc", &["--version"])
+    );
+    let _ = writeln!(s, "- **Command:** `{command}`");
+    let _ = writeln!(
+        s,
+        "- **Date:** {}",
+        command_output("date", &["-u", "+%Y-%m-%d"])
+    );
+}
+
 fn render(
     results: &BTreeMap<String, Measured>,
     peaks: &BTreeMap<String, u64>,
@@ -382,18 +407,7 @@ fn render(
             ""
         }
     );
-    let _ = writeln!(s, "- **Machine:** {}", machine());
-    let _ = writeln!(
-        s,
-        "- **Toolchain:** {}",
-        command_output("rustc", &["--version"])
-    );
-    let _ = writeln!(s, "- **Command:** `{command}`");
-    let _ = writeln!(
-        s,
-        "- **Date:** {}",
-        command_output("date", &["-u", "+%Y-%m-%d"])
-    );
+    provenance(&mut s, command);
     let memcpy = results.get("memcpy/64KiB").map(|m| m.figure(Kind::Bytes));
     if let Some(gbs) = memcpy {
         let _ = writeln!(

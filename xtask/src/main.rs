@@ -24,6 +24,10 @@
 //! blocking mode, smoltcp, the kernel's `lo`) and writes their table, with each scenario's
 //! peak memory, into docs/benchmarks.md (see `bench.rs`).
 //!
+//! `cargo xtask layers [--quick]` runs the per-layer micro-benchmarks (pool, link, internet,
+//! checksum, transport) and writes a table of their medians into docs/benchmarks.md (see
+//! `layers.rs`).
+//!
 //! `cargo xtask icount` counts the instructions per operation of loopstack (poll mode) and
 //! smoltcp in each side-by-side scenario under callgrind, split by layer, and writes that
 //! table into docs/benchmarks.md (see `icount.rs`). It needs valgrind.
@@ -37,6 +41,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod icount;
+mod layers;
 use std::time::Instant;
 
 fn usage() -> ExitCode {
@@ -45,6 +50,8 @@ fn usage() -> ExitCode {
          interop  the kernel's ping, curl and nc against `loopstack tun` (root)\n  \
          bench    loopstack, smoltcp and the kernel side by side; writes docs/benchmarks.md\n  \
          \x20        (--quick: a rough table in under two minutes)\n  \
+         layers   the per-layer micro-benchmarks; writes their table into\n  \
+         \x20        docs/benchmarks.md (--quick: a rough table)\n  \
          icount   instructions per operation by layer, loopstack and smoltcp, under\n  \
          \x20        callgrind; writes docs/benchmarks.md (needs valgrind)\n  \
          soak     the TCP loss suite with thousands of seeds (release build)"
@@ -206,6 +213,8 @@ fn main() -> ExitCode {
         Some("interop") if args.len() == 1 => run(INTEROP),
         Some("bench") if args.len() == 1 => bench::run(false),
         Some("bench") if args.len() == 2 && args[1] == "--quick" => bench::run(true),
+        Some("layers") if args.len() == 1 => layers::run(false),
+        Some("layers") if args.len() == 2 && args[1] == "--quick" => layers::run(true),
         Some("icount") if args.len() == 1 => icount::run(),
         _ => usage(),
     }
