@@ -145,6 +145,33 @@ pub fn workspace_root() -> PathBuf {
 /// Every `new/benchmark.json` under `dir`, by full id (`tcp_bulk/v4/smoltcp`).
 fn read_criterion(dir: &Path) -> Result<BTreeMap<String, Measured>, String> {
     let mut out = BTreeMap::new();
+    for path in benchmark_files(dir)? {
+        let new = path.parent().unwrap_or(dir);
+        let bench = read_json(&path)?;
+        let estimates = read_json(&new.join("estimates.json"))?;
+        let id = bench["full_id"].as_str().unwrap_or_default().to_owned();
+        let median_ns = estimates["median"]["point_estimate"]
+            .as_f64()
+            .ok_or("no median in estimates.json")?;
+        let throughput = &bench["throughput"];
+        let per_iter = throughput["Bytes"]
+            .as_f64()
+            .or_else(|| throughput["Elements"].as_f64())
+            .unwrap_or(1.0);
+        out.insert(
+            id,
+            Measured {
+                median_ns,
+                per_iter,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Every `new/benchmark.json` under `dir`: one per benchmark criterion has run.
+pub fn benchmark_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
@@ -152,25 +179,7 @@ fn read_criterion(dir: &Path) -> Result<BTreeMap<String, Measured>, String> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.ends_with("new/benchmark.json") {
-                let new = path.parent().unwrap_or(&d);
-                let bench = read_json(&path)?;
-                let estimates = read_json(&new.join("estimates.json"))?;
-                let id = bench["full_id"].as_str().unwrap_or_default().to_owned();
-                let median_ns = estimates["median"]["point_estimate"]
-                    .as_f64()
-                    .ok_or("no median in estimates.json")?;
-                let throughput = &bench["throughput"];
-                let per_iter = throughput["Bytes"]
-                    .as_f64()
-                    .or_else(|| throughput["Elements"].as_f64())
-                    .unwrap_or(1.0);
-                out.insert(
-                    id,
-                    Measured {
-                        median_ns,
-                        per_iter,
-                    },
-                );
+                out.push(path);
             }
         }
     }

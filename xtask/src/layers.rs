@@ -12,10 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use crate::bench::{provenance, read_json, run_benches, workspace_root, write_section};
+use crate::bench::{
+    benchmark_files, provenance, read_json, run_benches, workspace_root, write_section,
+};
 
 const BEGIN: &str = "<!-- layers:begin -->";
 const END: &str = "<!-- layers:end -->";
@@ -113,23 +115,6 @@ fn group_of(dir: &Path) -> Result<Option<String>, String> {
         Some(path) => Ok(read_json(path)?["group_id"].as_str().map(str::to_owned)),
         None => Ok(None),
     }
-}
-
-/// Every `new/benchmark.json` under `dir`: one per benchmark criterion has run.
-fn benchmark_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
-            let path = entry.map_err(|e| e.to_string())?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.ends_with("new/benchmark.json") {
-                out.push(path);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Every result of [`GROUPS`] under `dir`, by group, in name order.
