@@ -1,10 +1,12 @@
-//! The side-by-side scenarios run by smoltcp 0.12, the peer loopstack is compared with.
+//! The side-by-side scenarios run by smoltcp 0.14 (the latest release), the peer loopstack
+//! is compared with.
 //!
 //! Both ends live on one smoltcp [`Interface`] over its own [`Loopback`] device with
 //! [`Medium::Ip`] (no link header, no neighbour discovery), holding 127.0.0.1/8 and ::1/128.
 //! One thread drives everything with [`Interface::poll`]: a poll first takes in every packet
-//! the device holds, then lets each socket send at most one packet. So a packet needs two
-//! polls to cross (out on one, in on the next), and a burst of datagrams leaves one per poll.
+//! the device holds, then lets the sockets send until none has anything left (since smoltcp
+//! 0.13; 0.12 sent at most one packet per socket per poll). So a packet needs two polls to
+//! cross (out on one, in on the next), and a whole burst of datagrams leaves in one poll.
 //!
 //! The clock is simulated, as in `benches/transport.rs`: it moves 1 µs per poll, so smoltcp's
 //! timers behave as on a fast host and nothing reads the wall clock.
@@ -621,10 +623,11 @@ impl OneWay for SmolOneWay {
         let mut watchdog = Watchdog::new("udp burst");
         while got < n {
             // Queue as many as the client's buffer holds (all of a `BURST`). A longer burst
-            // goes in rounds: each poll sends one datagram per socket and frees its slot, the
-            // next pass of this loop fills it again. The server drains its socket after every
-            // poll, and a poll takes in at most the one datagram the previous poll sent, so
-            // its buffer never overflows (smoltcp would drop silently).
+            // goes in rounds: each poll sends everything queued and frees the slots, the next
+            // pass of this loop fills them again. The server drains its socket after every
+            // poll, and a poll takes in only what the previous poll sent (at most a `BURST`,
+            // the size of the server's buffer), so that buffer never overflows (smoltcp
+            // would drop silently).
             while sent < n {
                 match self
                     .host

@@ -291,7 +291,7 @@ mod tests {
             ("./malloc/./malloc/malloc.c:_int_free", GROUPS[8]),
             ("./malloc/./malloc/malloc.c:calloc", GROUPS[8]),
             (
-                "/r/index.crates.io-x/smoltcp-0.12.0/src/socket/udp.rs:smoltcp::socket::udp::Socket::recv_slice",
+                "/r/index.crates.io-x/smoltcp-0.14.0/src/socket/udp.rs:smoltcp::socket::udp::Socket::recv_slice",
                 GROUPS[6],
             ),
             (
