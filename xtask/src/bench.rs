@@ -112,7 +112,18 @@ pub fn run(quick: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let section = render(&results, &peaks, &paired, quick, command);
+    // Which smoltcp the table measured: the version Cargo.lock pins, not the requirement.
+    let smoltcp = std::fs::read_to_string(root.join("Cargo.lock"))
+        .ok()
+        .and_then(|lock| locked_version(&lock, "smoltcp"));
+    let section = render(
+        &results,
+        &peaks,
+        &paired,
+        smoltcp.as_deref(),
+        quick,
+        command,
+    );
     write_section(&root.join("docs/benchmarks.md"), BEGIN, END, &section)
 }
 
@@ -392,10 +403,27 @@ pub fn provenance(s: &mut String, command: &str) {
     );
 }
 
+/// The version of package `name` in a Cargo.lock's text, if it holds exactly one.
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let want = format!("name = \"{name}\"");
+    let mut found = lock
+        .split("[[package]]")
+        .filter(|entry| entry.lines().any(|l| l.trim() == want))
+        .filter_map(|entry| {
+            entry.lines().find_map(|l| {
+                let v = l.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
+                Some(v.to_string())
+            })
+        });
+    let version = found.next()?;
+    found.next().is_none().then_some(version)
+}
+
 fn render(
     results: &BTreeMap<String, Measured>,
     peaks: &BTreeMap<String, u64>,
     paired: &BTreeMap<String, Quartiles>,
+    smoltcp: Option<&str>,
     quick: bool,
     command: &str,
 ) -> String {
@@ -417,6 +445,9 @@ fn render(
         }
     );
     provenance(&mut s, command);
+    if let Some(version) = smoltcp {
+        let _ = writeln!(s, "- **Peer:** smoltcp {version} (as Cargo.lock pins it)");
+    }
     let memcpy = results.get("memcpy/64KiB").map(|m| m.figure(Kind::Bytes));
     if let Some(gbs) = memcpy {
         let _ = writeln!(
@@ -512,6 +543,18 @@ fn fmt3(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_locked_version_of_a_package_is_found() {
+        let lock = "version = 4\n\n[[package]]\nname = \"smoltcp-extra\"\nversion = \"9.9.9\"\n\n\
+                    [[package]]\nname = \"smoltcp\"\nversion = \"0.14.0\"\nsource = \"registry\"\n";
+        assert_eq!(locked_version(lock, "smoltcp").as_deref(), Some("0.14.0"));
+        assert_eq!(locked_version(lock, "criterion"), None);
+        // Two versions of one package in the lock: which one the table measured is not
+        // known, so none is claimed.
+        let two = format!("{lock}\n[[package]]\nname = \"smoltcp\"\nversion = \"0.12.0\"\n");
+        assert_eq!(locked_version(&two, "smoltcp"), None);
+    }
 
     #[test]
     fn paired_lines_parse_and_bad_ones_are_refused() {

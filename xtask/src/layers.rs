@@ -169,14 +169,19 @@ fn render(rows: &BTreeMap<String, Vec<Row>>, quick: bool, command: &str) -> Stri
         }
     );
     provenance(&mut s, command);
-    let _ = writeln!(s);
-    let _ = writeln!(s, "| group (file) | benchmark | median | rate |");
-    let _ = writeln!(s, "| --- | --- | ---: | ---: |");
+    // One small table per group, its name once above it: markdown has no row spans, and a
+    // single table repeated the group's name on every row.
     for (group, target) in GROUPS {
-        for row in rows.get(group).into_iter().flatten() {
+        let Some(group_rows) = rows.get(group).filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let _ = writeln!(s, "\n**{group}** (benches/{target}.rs)\n");
+        let _ = writeln!(s, "| benchmark | median | rate |");
+        let _ = writeln!(s, "| --- | ---: | ---: |");
+        for row in group_rows {
             let _ = writeln!(
                 s,
-                "| {group} (benches/{target}.rs) | {} | {} | {} |",
+                "| {} | {} | {} |",
                 row.name.replace('|', "\\|"),
                 time(row.median_ns),
                 rate(row),
@@ -224,6 +229,47 @@ mod tests {
         assert_eq!(rate(&row(Throughput::Bytes(65_536.0))), "32.77 GB/s");
         assert_eq!(rate(&row(Throughput::Elements(1.0))), "0.50 M/s");
         assert_eq!(rate(&row(Throughput::None)), "");
+    }
+
+    #[test]
+    fn each_group_is_its_own_table_named_once() {
+        let row = |name: &str, median_ns| Row {
+            name: name.to_string(),
+            median_ns,
+            throughput: Throughput::None,
+        };
+        let mut rows = BTreeMap::new();
+        // Out of table order on purpose: GROUPS decides the order, not the map.
+        rows.insert("tcp".to_string(), vec![row("one_segment", 900.0)]);
+        rows.insert(
+            "pool".to_string(),
+            vec![row("alloc+free small", 18.2), row("a|b", 21.6)],
+        );
+        let out = render(&rows, false, "cargo xtask layers");
+        assert!(
+            out.starts_with(BEGIN) && out.trim_end().ends_with(END),
+            "{out}"
+        );
+        assert_eq!(
+            out.matches("**pool** (benches/pool.rs)").count(),
+            1,
+            "{out}"
+        );
+        assert_eq!(out.matches("**tcp** (benches/transport.rs)").count(), 1);
+        assert!(
+            !out.contains("**udp**"),
+            "a group without results gets no table"
+        );
+        assert_eq!(out.matches("| benchmark | median | rate |").count(), 2);
+        let pool = out.find("**pool**").unwrap();
+        let tcp = out.find("**tcp**").unwrap();
+        assert!(pool < tcp, "groups in GROUPS order");
+        assert!(out.contains("| alloc+free small | 18.2 ns |  |"), "{out}");
+        assert!(
+            out.contains("| a\\|b | 21.6 ns |  |"),
+            "a bar in a name is escaped"
+        );
+        assert!(out[tcp..].contains("| one_segment | 900.0 ns |  |"));
     }
 
     #[test]
