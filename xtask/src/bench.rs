@@ -404,7 +404,7 @@ pub fn provenance(s: &mut String, command: &str) {
 }
 
 /// The version of package `name` in a Cargo.lock's text, if it holds exactly one.
-fn locked_version(lock: &str, name: &str) -> Option<String> {
+pub fn locked_version(lock: &str, name: &str) -> Option<String> {
     let want = format!("name = \"{name}\"");
     let mut found = lock
         .split("[[package]]")

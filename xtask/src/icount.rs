@@ -25,7 +25,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use crate::bench::{build_runner, command_output, machine, workspace_root, write_section};
+use crate::bench::{
+    build_runner, command_output, locked_version, machine, workspace_root, write_section,
+};
 
 const BEGIN: &str = "<!-- icount:begin -->";
 const END: &str = "<!-- icount:end -->";
@@ -213,17 +215,21 @@ pub fn run() -> ExitCode {
             }
         }
     }
-    let section = render(&results);
+    let smoltcp = std::fs::read_to_string(root.join("Cargo.lock"))
+        .ok()
+        .and_then(|lock| locked_version(&lock, "smoltcp"))
+        .unwrap_or_else(|| "(version not found in Cargo.lock)".to_string());
+    let section = render(&results, &smoltcp);
     write_section(&root.join("docs/benchmarks.md"), BEGIN, END, &section)
 }
 
-fn render(results: &BTreeMap<(&str, &str), PerOp>) -> String {
+fn render(results: &BTreeMap<(&str, &str), PerOp>, smoltcp: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{BEGIN}");
     let _ = writeln!(
         s,
         "Instructions per operation, IPv4, counted by callgrind (`cargo xtask icount`). \
-         Machine: {}. Toolchain: {}. {}.\n",
+         Machine: {}. Toolchain: {}. {}. Peer: smoltcp {smoltcp}.\n",
         machine(),
         command_output("rustc", &["--version"]),
         command_output("valgrind", &["--version"]),
