@@ -1,4 +1,4 @@
-//! `sidebyside-paired [--quick] [SCENARIO...]`: times loopstack's poll mode against smoltcp
+//! `sidebyside-paired [--quick] [--pair=A:B ...] [SCENARIO...]`: times loopstack's poll mode against smoltcp
 //! in alternating slices of a few milliseconds ([`paired`]), and prints the quartiles of
 //! the per-round time ratios.
 //!
@@ -18,12 +18,15 @@
 //!
 //! where the last three are quartiles of `a`'s time over `b`'s for the same iterations
 //! (below 1: `a` is faster). `cargo xtask bench` runs it and puts the medians in the table.
-//! `--quick` uses 1 ms slices and 12 rounds instead of 5 ms and 40.
+//! `--quick` uses 1 ms slices and 12 rounds instead of 5 ms and 40. `--pair=A:B` (repeatable)
+//! times other pairs instead, by the names `Run::build` knows, `floor` included: with no
+//! scenario named, the scenarios both sides have (`--pair=floor:smoltcp` times the two UDP
+//! scenarios, docs/benchmarks.md item 25).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use loopstack_benches::sidebyside::paired::{calibrate, paired, quartiles, Run, SCENARIOS};
+use loopstack_benches::sidebyside::paired::{calibrate, paired, quartiles, Run, IMPLS, SCENARIOS};
 use loopstack_benches::sidebyside::Family;
 
 /// Large buffers on page boundaries, so that no implementation's bulk copies land in the
@@ -34,21 +37,36 @@ static GLOBAL: loopstack_testkit::PageAlignedLarge = loopstack_testkit::PageAlig
 /// The pairs: loopstack's implementation first, its peer second.
 const PAIRS: [(&str, &str); 1] = [("loopstack-poll", "smoltcp")];
 
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: sidebyside-paired [--quick] [--pair=A:B ...] [SCENARIO...], SCENARIO one of {}; \
+         A and B one of {} or floor (default pair: loopstack-poll:smoltcp)",
+        SCENARIOS.join(", "),
+        IMPLS.join(", ")
+    );
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     let mut quick = false;
     let mut only = Vec::new();
+    let mut pairs: Vec<(String, String)> = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
             s if SCENARIOS.contains(&s) => only.push(s.to_owned()),
-            _ => {
-                eprintln!(
-                    "usage: sidebyside-paired [--quick] [SCENARIO...], SCENARIO one of {}",
-                    SCENARIOS.join(", ")
-                );
-                return ExitCode::from(2);
-            }
+            s if s.starts_with("--pair=") => match s["--pair=".len()..].split_once(':') {
+                Some((a, b)) if !a.is_empty() && !b.is_empty() => {
+                    pairs.push((a.to_owned(), b.to_owned()));
+                }
+                _ => return usage(),
+            },
+            _ => return usage(),
         }
+    }
+    let pairs_given = !pairs.is_empty();
+    if pairs.is_empty() {
+        pairs = PAIRS.map(|(a, b)| (a.to_owned(), b.to_owned())).to_vec();
     }
     let (slice, rounds) = if quick {
         (Duration::from_millis(1), 12)
@@ -60,12 +78,16 @@ fn main() -> ExitCode {
             continue;
         }
         for family in Family::ALL {
-            for (a, b) in PAIRS {
-                // Both names are in the tables `Run::build` knows.
+            for (a, b) in &pairs {
                 let (Some(mut ra), Some(mut rb)) = (
                     Run::build(a, scenario, family),
                     Run::build(b, scenario, family),
                 ) else {
+                    if only.is_empty() && pairs_given {
+                        // `--pair` with no scenario named: only the scenarios both
+                        // sides have (the floor has only the UDP ones).
+                        continue;
+                    }
                     eprintln!("sidebyside-paired: cannot build {a} or {b} for {scenario}");
                     return ExitCode::FAILURE;
                 };

@@ -8,6 +8,11 @@
 //! | the kernel's `lo` | [`kernel`] | `std::net`, two blocking threads |
 //! | loopstack, blocking mode | [`blocking`] | loopstack's std::net-shaped sockets on a `Net`, two blocking threads |
 //!
+//! A fifth, [`floor`], runs the two UDP scenarios only, and is not a peer: loopstack's own
+//! primitives (pool, headroom, `lo`'s ring) with every per-packet decision taken once up
+//! front, the yardstick for how much of a datagram's cost is mechanics and how much is
+//! protocol and API work.
+//!
 //! Every implementation gives the same four constructors, each returning a scenario that is
 //! connected and warmed up ([`WARM_UP`] iterations) before it is returned:
 //!
@@ -34,6 +39,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub mod blocking;
+pub mod floor;
 pub mod kernel;
 pub mod paired;
 pub mod poll;

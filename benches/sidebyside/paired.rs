@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{blocking, kernel, poll, smol, Bulk, Family, OneWay, PingPong, BURST, DATAGRAM};
+use super::{blocking, floor, kernel, poll, smol, Bulk, Family, OneWay, PingPong, BURST, DATAGRAM};
 
 /// Chunks per [`Bulk::transfer`] in one iteration: 1 MiB, as in the criterion benchmark.
 pub const BULK_CHUNKS: usize = 16;
@@ -54,6 +54,18 @@ impl Run {
                     "loopstack-blocking" => Box::new(blocking::$f($($arg),*)),
                     _ => return None,
                 }
+            };
+        }
+        if imp == "floor" {
+            // Not a stack: only the UDP scenarios have a floor.
+            return match scenario {
+                "udp_rtt_64B" => Some(Run::PingPong(Box::new(floor::udp_ping_pong(
+                    family, DATAGRAM,
+                )))),
+                "udp_oneway_64B" => {
+                    Some(Run::OneWay(Box::new(floor::udp_one_way(family, DATAGRAM))))
+                }
+                _ => None,
             };
         }
         Some(match scenario {

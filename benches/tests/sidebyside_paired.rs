@@ -53,3 +53,38 @@ fn the_binary_prints_one_line_per_family() {
         "an unknown scenario is a usage error"
     );
 }
+
+#[test]
+fn pairs_can_be_chosen_and_the_floor_has_the_udp_scenarios_only() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sidebyside-paired"))
+        .args(["--quick", "--pair=floor:smoltcp"])
+        .output()
+        .expect("run sidebyside-paired");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let heads: Vec<&[&str]> = lines.iter().map(|l| &l[..4]).collect();
+    assert_eq!(
+        heads,
+        [
+            ["udp_rtt_64B", "v4", "floor", "smoltcp"],
+            ["udp_rtt_64B", "v6", "floor", "smoltcp"],
+            ["udp_oneway_64B", "v4", "floor", "smoltcp"],
+            ["udp_oneway_64B", "v6", "floor", "smoltcp"],
+        ],
+        "{text}"
+    );
+    for bad in ["--pair=floor", "--pair=:smoltcp", "--pair=floor:"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sidebyside-paired"))
+            .arg(bad)
+            .output()
+            .expect("run sidebyside-paired");
+        assert_eq!(out.status.code(), Some(2), "{bad} is a usage error");
+    }
+    // A named scenario that one side lacks is an error, not a silent skip.
+    let out = Command::new(env!("CARGO_BIN_EXE_sidebyside-paired"))
+        .args(["--quick", "--pair=floor:smoltcp", "tcp_bulk"])
+        .output()
+        .expect("run sidebyside-paired");
+    assert!(!out.status.success(), "the floor has no TCP bulk");
+}
