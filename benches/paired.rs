@@ -37,6 +37,11 @@ static GLOBAL: loopstack_testkit::PageAlignedLarge = loopstack_testkit::PageAlig
 /// The pairs: loopstack's implementation first, its peer second.
 const PAIRS: [(&str, &str); 1] = [("loopstack-poll", "smoltcp")];
 
+/// Whether `imp` names an implementation `Run::build` knows.
+fn known(imp: &str) -> bool {
+    IMPLS.contains(&imp) || imp == "floor"
+}
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: sidebyside-paired [--quick] [--pair=A:B ...] [SCENARIO...], SCENARIO one of {}; \
@@ -56,7 +61,7 @@ fn main() -> ExitCode {
             "--quick" => quick = true,
             s if SCENARIOS.contains(&s) => only.push(s.to_owned()),
             s if s.starts_with("--pair=") => match s["--pair=".len()..].split_once(':') {
-                Some((a, b)) if !a.is_empty() && !b.is_empty() => {
+                Some((a, b)) if known(a) && known(b) => {
                     pairs.push((a.to_owned(), b.to_owned()));
                 }
                 _ => return usage(),

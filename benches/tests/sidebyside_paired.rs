@@ -74,7 +74,12 @@ fn pairs_can_be_chosen_and_the_floor_has_the_udp_scenarios_only() {
         ],
         "{text}"
     );
-    for bad in ["--pair=floor", "--pair=:smoltcp", "--pair=floor:"] {
+    for bad in [
+        "--pair=floor",
+        "--pair=:smoltcp",
+        "--pair=floor:",
+        "--pair=lwip:smoltcp",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_sidebyside-paired"))
             .arg(bad)
             .output()
