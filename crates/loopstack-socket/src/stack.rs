@@ -63,6 +63,9 @@ pub type BoxedDevice = Box<dyn Device + Send>;
 /// The devices of a stack, by interface index: what the internet layer sends through.
 pub struct Devices {
     list: Vec<(InterfaceId, BoxedDevice)>,
+    /// Packets handed to any device so far: `Stack::poll` compares it before and after a
+    /// pass over the devices to know whether the stack itself gave them anything new.
+    transmitted: u64,
 }
 
 impl std::fmt::Debug for Devices {
@@ -96,6 +99,7 @@ impl Links for Devices {
         iface: InterfaceId,
         packet: PacketBuf,
     ) -> Result<(), TxError> {
+        self.transmitted += 1;
         match self.get_mut(iface) {
             Some(d) => d.transmit(now, packet),
             None => Err(TxError::Io(std::io::ErrorKind::NotFound)),
@@ -133,6 +137,7 @@ impl Stack {
             transport,
             devices: Devices {
                 list: vec![(InterfaceId::LOOPBACK, lo)],
+                transmitted: 0,
             },
         })
     }
@@ -274,25 +279,34 @@ impl Stack {
 
     // ------------------------------------------------------------------ the loop
 
-    /// Does everything due at `now`: timers, then packets until every device is quiet and
-    /// nothing is left to send. Returns whether anything happened.
+    /// Does everything due at `now`: timers, then packets until the devices hold nothing
+    /// that was there or that the stack gave them during this poll, and nothing is left to
+    /// send. Returns whether anything happened.
     pub fn poll(&mut self, now: Instant) -> bool {
         self.ip.poll(now, &mut self.devices);
         self.transport.poll(now, &mut self.ip, &mut self.devices);
         let mut worked = false;
         loop {
             let mut progress = false;
+            let transmitted = self.devices.transmitted;
             for i in 0..self.devices.list.len() {
+                // Asked once per pass over a device, at its first packet, not once per
+                // packet: nothing done with a packet reconfigures a device (middleware
+                // changes only through `device_mut`, between polls).
+                let mut offload_rx = None;
                 loop {
                     let (iface, dev) = &mut self.devices.list[i];
                     let iface = *iface;
                     let Some(packet) = dev.receive(now) else {
                         break;
                     };
+                    let offload =
+                        *offload_rx.get_or_insert_with(|| dev.capabilities().checksum_offload.rx);
                     progress = true;
-                    self.ip.receive_with(
+                    self.ip.receive_offloaded(
                         now,
                         iface,
+                        offload,
                         packet,
                         &mut self.devices,
                         &mut self.transport,
@@ -308,6 +322,14 @@ impl Stack {
                 return worked;
             }
             worked = true;
+            if self.devices.transmitted == transmitted {
+                // Nothing was sent during this pass (no answer, no segment, no ICMP
+                // message), so the devices can hold nothing new from this stack: another
+                // pass would only ask each one for a packet and get none. What arrives
+                // from outside meanwhile (a TUN) waits for the next poll, as it would
+                // have had it arrived a moment later.
+                return true;
+            }
         }
     }
 
@@ -325,6 +347,56 @@ impl Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loopstack_transport::tcp::State;
+
+    /// A poll takes in everything the stack itself sent during it, however many passes
+    /// over the devices that takes, and stops as soon as a pass sent nothing: the answers
+    /// to what it receives (an echo reply, a SYN-ACK, an ACK) are never left for the next
+    /// poll, and a poll with nothing to do says so.
+    #[test]
+    fn one_poll_finishes_every_exchange_it_starts() {
+        let mut stack = Stack::new(StackConfig::default()).unwrap();
+        let t = Instant::ZERO;
+        assert!(!stack.poll(t), "a fresh stack has nothing to do");
+
+        // Request in, reply out and back in: two passes, one poll.
+        stack
+            .send_echo_request(t, "127.0.0.1".parse().unwrap(), 7, 1, 56)
+            .unwrap();
+        assert!(stack.poll(t));
+        let reply = stack
+            .take_echo_reply()
+            .expect("the reply came back in the same poll");
+        assert_eq!((reply.id, reply.seq), (7, 1));
+        assert!(!stack.poll(t), "nothing left after the echo");
+
+        // A datagram: one pass, and nothing sent in it.
+        let (a, b) = ("127.0.0.1:7001", "127.0.0.1:7002");
+        let ua = stack.udp_bind(a.parse().unwrap()).unwrap();
+        let ub = stack.udp_bind(b.parse().unwrap()).unwrap();
+        stack
+            .udp_send_to(t, ua, b"hello", b.parse().unwrap())
+            .unwrap();
+        assert!(stack.poll(t));
+        let mut buf = [0u8; 16];
+        let (n, from) = stack.udp().recv_from(ub, &mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"hello"[..], a.parse().unwrap()));
+        assert!(!stack.poll(t));
+
+        // A TCP handshake: SYN, SYN-ACK and ACK, each sent while the previous one is
+        // taken in, all in one poll.
+        let server: SocketAddr = "127.0.0.1:7003".parse().unwrap();
+        let listener = stack.tcp_listen(server, 1).unwrap();
+        let client = stack.tcp_connect(t, server).unwrap();
+        assert!(stack.poll(t));
+        let (accepted, _) = stack
+            .tcp()
+            .accept(listener)
+            .expect("handshake done in one poll");
+        assert_eq!(stack.tcp().state(client), Ok(State::Established));
+        assert_eq!(stack.tcp().state(accepted), Ok(State::Established));
+        assert!(!stack.poll(t));
+    }
 
     #[test]
     fn a_refused_address_leaves_no_interface_behind() {
