@@ -1031,8 +1031,9 @@ impl Internet {
     /// [`receive_with`](Self::receive_with) for a caller that already knows whether the
     /// device behind `iface` vouches for received checksums (`offload_rx`: its
     /// `DeviceCapabilities::checksum_offload.rx`). A stack draining a batch of packets from
-    /// one device asks the device once per batch instead of once per packet (a search of
-    /// the device list and a `dyn` call each time, about 30 instructions).
+    /// one device asks the device once per batch instead of once per packet, and asks the
+    /// device it holds instead of searching the device list (about 35 to 57 instructions
+    /// per packet, docs/benchmarks.md item 26).
     pub fn receive_offloaded<L: Links, U: Upper>(
         &mut self,
         now: Instant,
