@@ -112,10 +112,7 @@ pub fn run(quick: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Which smoltcp the table measured: the version Cargo.lock pins, not the requirement.
-    let smoltcp = std::fs::read_to_string(root.join("Cargo.lock"))
-        .ok()
-        .and_then(|lock| locked_version(&lock, "smoltcp"));
+    let smoltcp = smoltcp_version(&root);
     let section = render(
         &results,
         &peaks,
@@ -157,13 +154,9 @@ pub fn workspace_root() -> PathBuf {
 fn read_criterion(dir: &Path) -> Result<BTreeMap<String, Measured>, String> {
     let mut out = BTreeMap::new();
     for path in benchmark_files(dir)? {
-        let new = path.parent().unwrap_or(dir);
         let bench = read_json(&path)?;
-        let estimates = read_json(&new.join("estimates.json"))?;
+        let median_ns = median_ns(&path)?;
         let id = bench["full_id"].as_str().unwrap_or_default().to_owned();
-        let median_ns = estimates["median"]["point_estimate"]
-            .as_f64()
-            .ok_or("no median in estimates.json")?;
         let throughput = &bench["throughput"];
         let per_iter = throughput["Bytes"]
             .as_f64()
@@ -178,6 +171,15 @@ fn read_criterion(dir: &Path) -> Result<BTreeMap<String, Measured>, String> {
         );
     }
     Ok(out)
+}
+
+/// The median time per iteration, in ns, of the benchmark whose `benchmark.json` is at
+/// `benchmark_json`: from the `estimates.json` beside it.
+pub fn median_ns(benchmark_json: &Path) -> Result<f64, String> {
+    let new = benchmark_json.parent().unwrap_or(benchmark_json);
+    read_json(&new.join("estimates.json"))?["median"]["point_estimate"]
+        .as_f64()
+        .ok_or_else(|| format!("{}: no median in estimates.json", new.display()))
 }
 
 /// Every `new/benchmark.json` under `dir`: one per benchmark criterion has run.
@@ -403,8 +405,15 @@ pub fn provenance(s: &mut String, command: &str) {
     );
 }
 
+/// Which smoltcp the tables measured: the version the workspace's Cargo.lock pins, not
+/// the requirement in Cargo.toml.
+pub fn smoltcp_version(root: &Path) -> Option<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).ok()?;
+    locked_version(&lock, "smoltcp")
+}
+
 /// The version of package `name` in a Cargo.lock's text, if it holds exactly one.
-pub fn locked_version(lock: &str, name: &str) -> Option<String> {
+fn locked_version(lock: &str, name: &str) -> Option<String> {
     let want = format!("name = \"{name}\"");
     let mut found = lock
         .split("[[package]]")

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use crate::bench::{
-    build_runner, command_output, locked_version, machine, workspace_root, write_section,
+    build_runner, command_output, machine, smoltcp_version, workspace_root, write_section,
 };
 
 const BEGIN: &str = "<!-- icount:begin -->";
@@ -229,10 +229,8 @@ pub fn run() -> ExitCode {
             }
         }
     }
-    let smoltcp = std::fs::read_to_string(root.join("Cargo.lock"))
-        .ok()
-        .and_then(|lock| locked_version(&lock, "smoltcp"))
-        .unwrap_or_else(|| "(version not found in Cargo.lock)".to_string());
+    let smoltcp =
+        smoltcp_version(&root).unwrap_or_else(|| "(version not found in Cargo.lock)".to_string());
     let section = render(&results, &smoltcp);
     write_section(&root.join("docs/benchmarks.md"), BEGIN, END, &section)
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::bench::{
-    benchmark_files, provenance, read_json, run_benches, workspace_root, write_section,
+    benchmark_files, median_ns, provenance, read_json, run_benches, workspace_root, write_section,
 };
 
 const BEGIN: &str = "<!-- layers:begin -->";
@@ -126,11 +126,7 @@ fn read_rows(dir: &Path) -> Result<BTreeMap<String, Vec<Row>>, String> {
         if !GROUPS.iter().any(|(g, _)| *g == group) {
             continue;
         }
-        let new = path.parent().unwrap_or(dir);
-        let estimates = read_json(&new.join("estimates.json"))?;
-        let median_ns = estimates["median"]["point_estimate"]
-            .as_f64()
-            .ok_or_else(|| format!("{}: no median", new.display()))?;
+        let median_ns = median_ns(&path)?;
         let mut name = bench["function_id"].as_str().unwrap_or_default().to_owned();
         if let Some(value) = bench["value_str"].as_str() {
             let _ = write!(name, "/{value}");

@@ -29,8 +29,9 @@
 //! `layers.rs`).
 //!
 //! `cargo xtask icount` counts the instructions per operation of loopstack (poll mode) and
-//! smoltcp in each side-by-side scenario under callgrind, split by layer, and writes that
-//! table into docs/benchmarks.md (see `icount.rs`). It needs valgrind.
+//! smoltcp in each side-by-side scenario, and of the floor in the UDP ones, under
+//! callgrind, split by layer, and writes that table into docs/benchmarks.md (see
+//! `icount.rs`). It needs valgrind.
 //!
 //! `cargo xtask soak` runs the TCP loss suite (`crates/loopstack-socket/tests/tcp_loss.rs`)
 //! with many more seeds than CI does, optimised: 2000 seeds per sweep, 8000 transfers of

@@ -1029,7 +1029,7 @@ impl Internet {
     }
 
     /// [`receive_with`](Self::receive_with) for a caller that already knows whether the
-    /// device behind `iface` vouches for received checksums (`offload_rx`: its
+    /// device behind `iface` vouches for received checksums (`offload`: its
     /// `DeviceCapabilities::checksum_offload.rx`). A stack draining a batch of packets from
     /// one device asks the device once per batch instead of once per packet, and asks the
     /// device it holds instead of searching the device list (about 35 to 57 instructions
@@ -1038,12 +1038,11 @@ impl Internet {
         &mut self,
         now: Instant,
         iface: InterfaceId,
-        offload_rx: bool,
+        offload: bool,
         mut packet: PacketBuf,
         links: &mut L,
         upper: &mut U,
     ) {
-        let offload = offload_rx;
         let Some(on_loopback) = self
             .ifaces
             .get(iface)
