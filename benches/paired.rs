@@ -7,7 +7,10 @@
 //! side has its slice, and a slice then starts with thread wake-ups that cost a scheduler
 //! round trip each (up to hundreds of microseconds on this VM): measured in slices, a
 //! 1-byte TCP round trip in blocking mode came out at 10-18 times the kernel's, against
-//! 0.1 times in steady running. Their ratio stays criterion's.
+//! 0.1 times in steady running. Tried again in the nineteenth session, after items 27 and
+//! 28 (docs/benchmarks.md), the slices' medians ranged from 0.02 to 15 times the kernel's
+//! within one full run: each slice measures a start from idle. Their ratio stays
+//! criterion's.
 //!
 //! Every scenario of [`SCENARIOS`] runs (or those named), over IPv4 and IPv6. Each output
 //! line is one pair, tab-separated:

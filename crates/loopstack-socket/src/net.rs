@@ -23,7 +23,8 @@
 //! round trip between two threads fell from about 80 µs to about 3-5 µs
 //! (docs/benchmarks.md). At most one thread fewer than there are CPUs spins at a time, and
 //! a spinner offers its CPU to any other runnable thread between checks (`sched_yield`):
-//! the thread it waits for may be queued on that very CPU.
+//! the thread it waits for may be queued on that very CPU. A waiter that finds no place
+//! free yields once before it sleeps, for the same reason.
 //!
 //! *Timers without a busy loop.* Retransmissions, TIME-WAIT, reassembly time-outs and
 //! delayed packets in fault injection need the stack polled at a time nobody's call will
@@ -171,7 +172,8 @@ pub struct NetStats {
     /// thread), so packets that arrive while the stack is idle wait until then.
     pub rx_wait_errors: u64,
     /// Times a waiting call saw the stack change while it busy-polled
-    /// ([`Net::set_busy_poll`]), and so went on without sleeping.
+    /// ([`Net::set_busy_poll`]), or while it yielded its CPU for want of a spinner place,
+    /// and so went on without sleeping.
     pub busy_poll_hits: u64,
     /// Times a waiting call went to sleep on the condition variable (its busy-poll, if
     /// any, ran out first). Each costs a thread wake-up when the change comes.
@@ -487,8 +489,21 @@ impl Core {
         };
         let seen = self.generation.load(Ordering::Relaxed);
         let spin = Duration::from_nanos(self.busy_poll.load(Ordering::Relaxed));
-        if !spin.is_zero() && self.claim_spinner() {
+        if !spin.is_zero() {
             MutexGuard::unlocked(st, || {
+                if !self.claim_spinner() {
+                    // Every place is taken, perhaps by a spinner queued on this very CPU
+                    // and waiting for the change this thread just made: two threads that
+                    // have slept tend to be woken onto one CPU and to stay there. Yielding
+                    // lets it run, see the change and give its place back. Without this,
+                    // each of the two found the place taken on every wait and slept, and
+                    // a round trip after an idle spell cost two wake-ups for as long as
+                    // the pair stayed on one CPU (docs/benchmarks.md, item 28).
+                    std::thread::yield_now();
+                    if self.generation.load(Ordering::Relaxed) != seen || !self.claim_spinner() {
+                        return;
+                    }
+                }
                 self.spin(seen, spin, until);
                 // The place goes back before the lock is taken again: the thread that made
                 // the change usually still holds it, and a waiter queued on the lock is not
@@ -498,6 +513,7 @@ impl Core {
                 // a futex wake-up each (docs/benchmarks.md, item 15).
                 self.spinners.fetch_sub(1, Ordering::Relaxed);
             });
+            // Checked whether or not this thread got to spin: the lock was let go.
             if self.generation.load(Ordering::Relaxed) != seen {
                 st.stats.busy_poll_hits += 1;
                 return true;
@@ -761,9 +777,37 @@ mod tests {
         assert_eq!((stats.busy_poll_hits, stats.sleeps), (1, 0), "{stats:?}");
     }
 
-    /// Set in the environment of the child process that
-    /// [`a_spinner_lets_a_thread_on_its_own_cpu_bring_the_change`] runs on one CPU.
+    /// Set in the environment of the child process that a test runs itself in, pinned to
+    /// one CPU ([`on_one_cpu`]).
     const ONE_CPU: &str = "LOOPSTACK_TEST_ONE_CPU";
+
+    /// For a test that must run with all its threads on one CPU: in the test process,
+    /// runs the test `name` (under `net::tests::`) again in a child process pinned to CPU 0
+    /// with `taskset` (util-linux), checks that it passed, and returns false; in that
+    /// child, returns true, and the test runs its body.
+    fn on_one_cpu(name: &str) -> bool {
+        if std::env::var_os(ONE_CPU).is_some() {
+            return true;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(&exe)
+            .args([
+                "--exact",
+                &format!("net::tests::{name}"),
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ONE_CPU, "1")
+            .output()
+            .expect("taskset (util-linux) runs this test on one CPU");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the test on one CPU failed:\n{text}");
+        assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
+        false
+    }
 
     /// Two threads on one CPU, where the stack believes it may spin (as when another
     /// process or the hypervisor has taken the second CPU): the thread that brings the
@@ -772,29 +816,9 @@ mod tests {
     /// may run on that CPU too). A spinner that did not yield kept the CPU for its whole
     /// spin (well within a time slice, which Linux lets run out before switching) and then
     /// slept, in every try.
-    ///
-    /// The test runs itself again in a child process pinned to one CPU with `taskset`
-    /// (util-linux), and checks that child's result.
     #[test]
     fn a_spinner_lets_a_thread_on_its_own_cpu_bring_the_change() {
-        if std::env::var_os(ONE_CPU).is_none() {
-            let exe = std::env::current_exe().unwrap();
-            let out = std::process::Command::new("taskset")
-                .args(["-c", "0"])
-                .arg(&exe)
-                .args([
-                    "--exact",
-                    "net::tests::a_spinner_lets_a_thread_on_its_own_cpu_bring_the_change",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(ONE_CPU, "1")
-                .output()
-                .expect("taskset (util-linux) runs this test on one CPU");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "the test on one CPU failed:\n{text}");
-            assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
+        if !on_one_cpu("a_spinner_lets_a_thread_on_its_own_cpu_bring_the_change") {
             return;
         }
         // Other processes may take this CPU too: the first wait that ended in a hit will
@@ -827,5 +851,52 @@ mod tests {
             seen.push(stats);
         }
         panic!("every wait slept, none saw the change while spinning: {seen:?}");
+    }
+
+    /// Two threads on one CPU, the one spinner place taken by a waiter that the other
+    /// thread's change will satisfy (as after an idle spell, when the scheduler has put
+    /// both threads of a connection on one CPU): the other thread makes the change and
+    /// then waits itself. It finds the place taken, yields, and the spinner runs, sees the
+    /// change and gives the place back, so its own wait ends without sleeping, here by
+    /// seeing the change the first thread makes next. A waiter that slept at once when the
+    /// place was taken slept in every try (checked).
+    #[test]
+    fn a_waiter_that_finds_the_spinner_place_taken_yields_before_it_sleeps() {
+        if !on_one_cpu("a_waiter_that_finds_the_spinner_place_taken_yields_before_it_sleeps") {
+            return;
+        }
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
+            core.busy_poll
+                .store(nanos(Duration::from_micros(300)), Ordering::Relaxed);
+            // Waits for this thread's change, then answers it with one of its own.
+            let first = {
+                let core = Arc::clone(&core);
+                std::thread::spawn(move || {
+                    let mut st = core.state.lock();
+                    assert!(core.sleep(&mut st, Deadline::Never));
+                    core.settle(&mut st, true);
+                })
+            };
+            wait_for("the first waiter never started to spin", || {
+                core.spinners.load(Ordering::Relaxed) == 1 || core.state.lock().stats.sleeps > 0
+            });
+            let mut st = core.state.lock();
+            core.settle(&mut st, true);
+            let before = st.stats;
+            let deadline = Deadline::At(std::time::Instant::now() + Duration::from_secs(5));
+            assert!(core.sleep(&mut st, deadline));
+            let after = st.stats;
+            drop(st);
+            first.join().unwrap();
+            // No sleep: this wait ended as a hit (and so did the first thread's).
+            if after.sleeps == before.sleeps {
+                assert!(after.busy_poll_hits > before.busy_poll_hits, "{after:?}");
+                return;
+            }
+            seen.push((before, after));
+        }
+        panic!("the second waiter slept in every try: {seen:?}");
     }
 }
