@@ -809,6 +809,31 @@ mod tests {
         false
     }
 
+    /// A stack that lets one thread spin, for 300 µs (far below a time slice, 0.75 ms at
+    /// least; far above a few yields), and a thread waiting on it (`Core::sleep` until a
+    /// change, then `then`), which has started to spin, or slept, when this returns. On
+    /// one CPU this thread gets the CPU back only when the waiter yields it or sleeps.
+    fn spinning_waiter(
+        then: fn(&Core, &mut MutexGuard<'_, State>),
+    ) -> (Arc<Core>, std::thread::JoinHandle<bool>) {
+        let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
+        core.busy_poll
+            .store(nanos(Duration::from_micros(300)), Ordering::Relaxed);
+        let waiter = {
+            let core = Arc::clone(&core);
+            std::thread::spawn(move || {
+                let mut st = core.state.lock();
+                let woke = core.sleep(&mut st, Deadline::Never);
+                then(&core, &mut st);
+                woke
+            })
+        };
+        wait_for("the waiter neither spun nor slept", || {
+            core.spinners.load(Ordering::Relaxed) == 1 || core.state.lock().stats.sleeps > 0
+        });
+        (core, waiter)
+    }
+
     /// Two threads on one CPU, where the stack believes it may spin (as when another
     /// process or the hypervisor has taken the second CPU): the thread that brings the
     /// change gets to run while the waiter spins, because the spinner yields between
@@ -825,21 +850,7 @@ mod tests {
         // do, out of five. Without the yield each one ends in a sleep.
         let mut seen = Vec::new();
         for _ in 0..5 {
-            let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
-            // Far below a time slice (0.75 ms at least), far above a few yields.
-            core.busy_poll
-                .store(nanos(Duration::from_micros(300)), Ordering::Relaxed);
-            let waiter = {
-                let core = Arc::clone(&core);
-                std::thread::spawn(move || {
-                    let mut st = core.state.lock();
-                    core.sleep(&mut st, Deadline::Never)
-                })
-            };
-            // This thread gets the CPU back only when the waiter yields it, or sleeps.
-            wait_for("the waiter neither spun nor slept", || {
-                core.spinners.load(Ordering::Relaxed) == 1 || core.state.lock().stats.sleeps > 0
-            });
+            let (core, waiter) = spinning_waiter(|_, _| {});
             let mut st = core.state.lock();
             core.settle(&mut st, true);
             drop(st);
@@ -867,21 +878,8 @@ mod tests {
         }
         let mut seen = Vec::new();
         for _ in 0..5 {
-            let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
-            core.busy_poll
-                .store(nanos(Duration::from_micros(300)), Ordering::Relaxed);
             // Waits for this thread's change, then answers it with one of its own.
-            let first = {
-                let core = Arc::clone(&core);
-                std::thread::spawn(move || {
-                    let mut st = core.state.lock();
-                    assert!(core.sleep(&mut st, Deadline::Never));
-                    core.settle(&mut st, true);
-                })
-            };
-            wait_for("the first waiter never started to spin", || {
-                core.spinners.load(Ordering::Relaxed) == 1 || core.state.lock().stats.sleeps > 0
-            });
+            let (core, first) = spinning_waiter(|core, st| core.settle(st, true));
             let mut st = core.state.lock();
             core.settle(&mut st, true);
             let before = st.stats;
@@ -889,7 +887,7 @@ mod tests {
             assert!(core.sleep(&mut st, deadline));
             let after = st.stats;
             drop(st);
-            first.join().unwrap();
+            assert!(first.join().unwrap());
             // No sleep: this wait ended as a hit (and so did the first thread's).
             if after.sleeps == before.sleeps {
                 assert!(after.busy_poll_hits > before.busy_poll_hits, "{after:?}");
