@@ -330,7 +330,8 @@ impl Net {
     /// within a fraction of a microsecond: a round trip between two threads pays two of
     /// them. Spinning costs a CPU for up to this long per wait, so it pays only when the
     /// peer thread runs on another CPU: so at most one thread fewer than the machine has
-    /// CPUs spins at a time (none on one CPU), and the others sleep at once. Zero turns it
+    /// CPUs spins at a time (none on one CPU), and the others yield their CPU once and then
+    /// sleep (item 28 in docs/benchmarks.md says why the yield). Zero turns it
     /// off; the default is 50 µs. [`NetStats::busy_poll_hits`] and [`NetStats::sleeps`]
     /// count how waits ended.
     ///
