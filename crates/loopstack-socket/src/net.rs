@@ -783,16 +783,29 @@ mod tests {
     const ONE_CPU: &str = "LOOPSTACK_TEST_ONE_CPU";
 
     /// For a test that must run with all its threads on one CPU: in the test process,
-    /// runs the test `name` (under `net::tests::`) again in a child process pinned to CPU 0
-    /// with `taskset` (util-linux), checks that it passed, and returns false; in that
-    /// child, returns true, and the test runs its body.
+    /// runs the test `name` (under `net::tests::`) again in a child process pinned to one
+    /// CPU with `taskset` (util-linux), checks that it passed, and returns false; in that
+    /// child, returns true, and the test runs its body. The CPU is the first this process
+    /// may use (`Cpus_allowed_list`), which a container need not number from 0.
     fn on_one_cpu(name: &str) -> bool {
         if std::env::var_os(ONE_CPU).is_some() {
             return true;
         }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let cpu: String = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|list| {
+                list.trim()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect()
+            })
+            .filter(|c: &String| !c.is_empty())
+            .unwrap_or_else(|| "0".to_owned());
         let exe = std::env::current_exe().unwrap();
         let out = std::process::Command::new("taskset")
-            .args(["-c", "0"])
+            .args(["-c", &cpu])
             .arg(&exe)
             .args([
                 "--exact",
