@@ -30,7 +30,7 @@ use loopstack_buf::{PacketBuf, PacketPool, PoolCache, PoolConfig};
 use loopstack_internet::checksum;
 use loopstack_link::{Device, Instant, Loopback, LoopbackConfig};
 
-use super::{Family, OneWay, PingPong, BURST, WARM_UP};
+use super::{pattern, Family, OneWay, PingPong, BURST, WARM_UP};
 
 /// The server's port, and the client's (the next one).
 const PORT: u16 = 7000;
@@ -215,7 +215,7 @@ pub fn udp_one_way(family: Family, size: usize) -> impl OneWay {
     assert!(size > 0, "the burst check reads the first and last byte");
     let mut o = FloorOneWay {
         floor: Floor::new(family),
-        msg: (0..size).map(|i| (i % 251) as u8).collect(),
+        msg: (0..size).map(pattern).collect(),
         buf: vec![0; size],
     };
     for _ in 0..WARM_UP {
@@ -262,7 +262,7 @@ pub fn udp_ping_pong(family: Family, size: usize) -> impl PingPong {
     assert!(size > 0, "the first byte counts the round trips");
     let mut pp = FloorPingPong {
         floor: Floor::new(family),
-        msg: (0..size).map(|i| (i % 251) as u8).collect(),
+        msg: (0..size).map(pattern).collect(),
         at_server: vec![0; size],
         at_client: vec![0; size],
         rounds: 0,

@@ -60,6 +60,13 @@ pub const DATAGRAM: usize = 64;
 /// Datagrams per [`OneWay::burst`] in the benchmark: sent back to back, then received.
 pub const BURST: usize = 32;
 
+/// The byte at offset `i` of every stream and message, in every implementation: a cycle
+/// of 251 (a prime, so it does not line up with any power-of-two chunk or buffer size, and
+/// a lost, repeated or misplaced byte shows at the ends of a read).
+pub(crate) fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
 /// The address family a scenario runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {

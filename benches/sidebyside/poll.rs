@@ -46,7 +46,7 @@ use loopstack_transport::tcp::{State, TcpHandle};
 use loopstack_transport::udp::UdpHandle;
 use loopstack_transport::Error;
 
-use super::{Bulk, Family, OneWay, PingPong, BULK_CHUNK, SOCKET_BUFFER, WARM_UP};
+use super::{pattern, Bulk, Family, OneWay, PingPong, BULK_CHUNK, SOCKET_BUFFER, WARM_UP};
 
 /// How far the simulated clock moves before each poll.
 const TICK: Duration = Duration::from_micros(1);
@@ -175,11 +175,6 @@ impl Idle {
 }
 
 // ---------------------------------------------------------------------- TCP bulk
-
-/// The byte at offset `i` of a chunk, outside its 8-byte stamp.
-fn pattern(i: usize) -> u8 {
-    (i % 251) as u8
-}
 
 /// The byte at offset `at` of the whole stream: each chunk starts with its number (a
 /// little-endian `u64`, so a lost, repeated or reordered chunk shows), then [`pattern`].

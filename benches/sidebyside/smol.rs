@@ -50,7 +50,7 @@ use smoltcp::socket::{tcp, udp, Socket};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 
-use super::{Bulk, Family, OneWay, PingPong, BULK_CHUNK, BURST, SOCKET_BUFFER, WARM_UP};
+use super::{pattern, Bulk, Family, OneWay, PingPong, BULK_CHUNK, BURST, SOCKET_BUFFER, WARM_UP};
 
 /// How far the simulated clock moves per poll.
 const TICK: Duration = Duration::from_micros(1);
@@ -155,12 +155,6 @@ pub fn udp_one_way(family: Family, size: usize) -> impl OneWay {
         o.burst(BURST);
     }
     o
-}
-
-/// The byte at offset `i` of every stream and message: a cycle of 251 (a prime, so it does not
-/// line up with any power-of-two chunk or buffer size and a misplaced read shows).
-fn pattern(i: usize) -> u8 {
-    (i % 251) as u8
 }
 
 /// The page size the copy slowdown repeats with (the CPU compares the low 12 bits of load

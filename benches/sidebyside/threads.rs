@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::{Bulk, Family, OneWay, PingPong, BULK_CHUNK, BURST, DATAGRAM, WARM_UP};
+use super::{pattern, Bulk, Family, OneWay, PingPong, BULK_CHUNK, BURST, DATAGRAM, WARM_UP};
 
 /// The longest the client waits for anything before it panics.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -226,12 +226,6 @@ fn read_some<S: Sockets>(
             Err(e) => panic!("{} {what} server: read failed: {e}", S::NAME),
         }
     }
-}
-
-/// The pattern byte at `i` in every bulk chunk; 251 is prime, so a stream that lost or
-/// repeated bytes is likely to show it at the ends of a read.
-fn pattern(i: usize) -> u8 {
-    (i % 251) as u8
 }
 
 /// The client's 10 s limits on a TCP stream; the server's poll step for its reads.
