@@ -817,8 +817,10 @@ mod tests {
                 std::thread::spawn(move || {
                     let _st = core.state.lock();
                     holding.store(true, Ordering::Release);
-                    // Far longer than parking_lot spins before it parks a waiter.
-                    std::thread::sleep(Duration::from_millis(20));
+                    // Far longer than parking_lot spins before it parks a waiter, and
+                    // long enough that the call below finds the lock held even on a
+                    // loaded machine.
+                    std::thread::sleep(Duration::from_millis(200));
                 })
             };
             wait_for("the holder takes the lock", || {
