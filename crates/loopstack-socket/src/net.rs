@@ -457,27 +457,16 @@ impl Core {
     }
 
     /// Spins, without taking it, while the stack's lock is held, for at most the busy-poll
-    /// time; yields the CPU between batches of checks, as [`spin`](Self::spin) does (the
-    /// holder may be queued on this CPU). Returns whether the lock came free, or `None`
-    /// if busy-polling is off.
+    /// time, yielding between batches of checks ([`spin_until`]: the holder may be queued
+    /// on this CPU). Returns whether the lock came free, or `None` if busy-polling is off.
     fn spin_while_locked(&self) -> Option<bool> {
         let spin = Duration::from_nanos(self.busy_poll.load(Ordering::Relaxed));
         if spin.is_zero() {
             return None;
         }
-        let end = std::time::Instant::now().checked_add(spin);
-        loop {
-            for _ in 0..64 {
-                if !self.state.is_locked() {
-                    return Some(true);
-                }
-                std::hint::spin_loop();
-            }
-            if end.is_none_or(|e| std::time::Instant::now() >= e) {
-                return Some(false);
-            }
-            std::thread::yield_now();
-        }
+        let now = std::time::Instant::now();
+        let end = now.checked_add(spin).unwrap_or(now);
+        Some(spin_until(end, || !self.state.is_locked()))
     }
 
     /// Runs `f` at the current time, then the stack to completion.
@@ -597,35 +586,14 @@ impl Core {
     }
 
     /// Spins, without the lock, until `generation` moves from `seen`, for at most `spin`
-    /// (and not past `until`). The clock is read once per 64 checks: it costs more than a
-    /// check.
-    ///
-    /// After each 64 checks (a microsecond or two) the spinner yields its CPU: if the
-    /// thread that will bring the change is runnable on this CPU, it runs now, instead of
-    /// after this thread's time slice (Linux's scheduler does not preempt a running thread
-    /// for one it woke until the slice is over). With nothing else to run, the yield
-    /// returns at once. Measured on the 2-vCPU reference VM with a CPU-bound process
-    /// beside two threads (docs/benchmarks.md, item 27): a MiB over TCP took 1.1 ms with
-    /// the spin that did not yield and 0.2 ms with this one, a TCP round trip 132 µs and
-    /// 28 µs; alone, both spins measure the same.
+    /// (and not past `until`), yielding between batches of checks ([`spin_until`]).
     fn spin(&self, seen: u64, spin: Duration, until: Option<std::time::Instant>) {
         let start = std::time::Instant::now();
         let mut end = start.checked_add(spin).unwrap_or(start);
         if let Some(t) = until {
             end = end.min(t);
         }
-        loop {
-            for _ in 0..64 {
-                if self.generation.load(Ordering::Relaxed) != seen {
-                    return;
-                }
-                std::hint::spin_loop();
-            }
-            if std::time::Instant::now() >= end {
-                return;
-            }
-            std::thread::yield_now();
-        }
+        spin_until(end, || self.generation.load(Ordering::Relaxed) != seen);
     }
 
     /// After the stack ran: hand echo replies to their sockets, wake waiting sockets if
@@ -785,6 +753,31 @@ fn timer_loop(core: &Core) {
                 st.stats.timer_wakeups += 1;
             }
         }
+    }
+}
+
+/// Checks `done` until it holds or `end` passes, and returns whether it held. The clock is
+/// read once per 64 checks: it costs more than a check.
+///
+/// After each 64 checks (a microsecond or two) the spinner yields its CPU: if the thread
+/// it waits for is runnable on this CPU, it runs now, instead of after this thread's time
+/// slice (Linux's scheduler does not preempt a running thread for one it woke until the
+/// slice is over). With nothing else to run, the yield returns at once. Measured on the
+/// 2-vCPU reference VM with a CPU-bound process beside two threads (docs/benchmarks.md,
+/// item 27): a MiB over TCP took 1.1 ms with the spin that did not yield and 0.2 ms with
+/// this one, a TCP round trip 132 µs and 28 µs; alone, both spins measure the same.
+fn spin_until(end: std::time::Instant, done: impl Fn() -> bool) -> bool {
+    loop {
+        for _ in 0..64 {
+            if done() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::yield_now();
     }
 }
 
