@@ -11,7 +11,7 @@
 //! heap, and a table from slot to heap position finds a connection's entry when its
 //! deadline moves. So:
 //!
-//! - the earliest deadline is read in O(1) ([`earliest`](Deadlines::earliest));
+//! - the earliest entry is read in O(1) ([`earliest`](Deadlines::earliest));
 //! - moving, adding or removing one costs O(log n) ([`set`](Deadlines::set));
 //! - taking the due ones costs O(log n) each ([`pop_due`](Deadlines::pop_due)).
 //!
@@ -19,13 +19,33 @@
 //! in the same order, whatever order they were set in (no dependence on history, as a
 //! simulation needs). Both tables grow only when a new slot number appears, that is when
 //! a connection is opened, never per packet.
+//!
+//! ## Filed early, checked when due
+//!
+//! Most moves of a connection's deadline are *later*: every ACK of new data restarts the
+//! retransmission timer (RFC 6298 5.3), every segment sent cancels a pending delayed ACK
+//! and starts the retransmission timer instead. Moving the entry each time cost a TCP
+//! round trip about 300 instructions, 5% of it, in `set` and `sift_down`
+//! (docs/benchmarks.md, item 31). So the stack keeps an entry at or *before* its
+//! connection's real deadline, not at it ([`lower`](Deadlines::lower)): a deadline that
+//! moves earlier moves the entry, one that moves later or goes away leaves it where it
+//! is. When a stale entry comes due, the connection is asked; it has nothing due, and its
+//! entry is filed again at its real deadline, once. Linux's TCP timers work the same way
+//! (`inet_csk_reset_xmit_timer` re-arms, `tcp_write_timer_handler` checks
+//! `icsk_timeout` and re-arms if it fired early).
+//!
+//! A stale entry must not make the stack's "when do you next need me" early, so
+//! [`earliest_real`](Deadlines::earliest_real) asks the connections of the earliest
+//! entries for their real deadlines, in entry order, and stops at the first entry no
+//! earlier than the best real one found: every entry is a lower bound of its own
+//! connection's deadline, so no later entry can beat it.
 
 use loopstack_link::Instant;
 
 /// `pos` entry of a slot with no deadline.
 const NONE: u32 = u32::MAX;
 
-/// The most heap entries [`Deadlines::earliest_except`] keeps in view before it scans.
+/// The most heap entries [`Deadlines::earliest_real`] keeps in view before it scans.
 const WALK: usize = 32;
 
 /// The deadlines of a set of slots, earliest first.
@@ -44,20 +64,26 @@ impl Deadlines {
         Deadlines::default()
     }
 
-    /// The earliest deadline of all.
+    /// The earliest entry of all: no later than any slot's real deadline.
     pub(crate) fn earliest(&self) -> Option<Instant> {
         self.heap.first().map(|&(at, _)| at)
     }
 
-    /// The earliest deadline of the slots `skip` does not exclude. A best-first walk down
-    /// the heap: no entry is earlier than its parent, so the first one met that is not
-    /// skipped, in order of time, is the answer. It visits at most two entries per skipped
-    /// one, plus one, so it stays cheap while few are skipped (the few dirty connections
-    /// of a poll), and falls back to a scan of the whole heap past [`WALK`] of them.
-    pub(crate) fn earliest_except(&self, skip: impl Fn(u32) -> bool) -> Option<Instant> {
+    /// The earliest real deadline, given each entry's slot's real one by `real` (`None`:
+    /// no deadline, or not to be counted). Requires every entry to be at or before its
+    /// slot's real deadline, which [`lower`](Self::lower) keeps.
+    ///
+    /// A best-first walk down the heap, in order of entries: it stops at the first entry
+    /// no earlier than the best real deadline found so far, since that entry and every one
+    /// below it are lower bounds of deadlines that cannot be earlier. With entries at
+    /// their real deadlines it visits one; each stale entry ahead of the answer costs one
+    /// more visit and up to two more in view, and past [`WALK`] in view it falls back to
+    /// asking every slot.
+    pub(crate) fn earliest_real(&self, real: impl Fn(u32) -> Option<Instant>) -> Option<Instant> {
         if self.heap.is_empty() {
             return None;
         }
+        let mut best: Option<Instant> = None;
         // Heap indices still to visit; the earliest of them is always next.
         let mut frontier = [0usize; WALK];
         let mut n = 1;
@@ -69,28 +95,39 @@ impl Deadlines {
                 }
             }
             let i = frontier[k];
-            let (at, slot) = self.heap[i];
-            if !skip(slot) {
-                return Some(at);
+            let (filed, slot) = self.heap[i];
+            if best.is_some_and(|b| b <= filed) {
+                return best;
             }
+            best = Instant::earliest(best, real(slot));
             n -= 1;
             frontier[k] = frontier[n];
             for child in [2 * i + 1, 2 * i + 2] {
                 if child < self.heap.len() {
                     if n == WALK {
-                        return self
-                            .heap
-                            .iter()
-                            .filter(|&&(_, s)| !skip(s))
-                            .map(|&(at, _)| at)
-                            .min();
+                        return self.heap.iter().filter_map(|&(_, s)| real(s)).min();
                     }
                     frontier[n] = child;
                     n += 1;
                 }
             }
         }
-        None
+        best
+    }
+
+    /// Files `at` for `slot` if it is earlier than the slot's entry, or the slot has none;
+    /// leaves a later or absent `at` to the entry already there (see the module's "Filed
+    /// early, checked when due"). So an entry only ever moves up the heap here: O(log n)
+    /// at worst, and O(1) for the common move later.
+    #[inline]
+    pub(crate) fn lower(&mut self, slot: u32, at: Option<Instant>) {
+        let Some(at) = at else {
+            return;
+        };
+        match self.get(slot) {
+            Some(filed) if filed <= at => {}
+            _ => self.set(slot, Some(at)),
+        }
     }
 
     /// The deadline of `slot`, if it has one.
@@ -247,17 +284,49 @@ mod tests {
     }
 
     #[test]
-    fn earliest_except_skips_slots() {
+    fn earliest_real_skips_slots() {
         let mut d = Deadlines::new();
         for slot in 0..100u32 {
             d.set(slot, Some(at(u64::from(1000 - slot))));
         }
-        assert_eq!(d.earliest_except(|_| false), Some(at(901)));
-        assert_eq!(d.earliest_except(|s| s == 99), Some(at(902)));
+        let filed = |s: u32| Some(at(u64::from(1000 - s)));
+        assert_eq!(d.earliest_real(filed), Some(at(901)));
+        let not_99 = |s: u32| if s == 99 { None } else { filed(s) };
+        assert_eq!(d.earliest_real(not_99), Some(at(902)));
         // Past what the walk keeps in view: the scan gives the same answer.
-        assert_eq!(d.earliest_except(|s| s >= 20), Some(at(981)));
-        assert_eq!(d.earliest_except(|_| true), None);
-        assert_eq!(Deadlines::new().earliest_except(|_| false), None);
+        let below_20 = |s: u32| if s >= 20 { None } else { filed(s) };
+        assert_eq!(d.earliest_real(below_20), Some(at(981)));
+        assert_eq!(d.earliest_real(|_| None), None);
+        assert_eq!(Deadlines::new().earliest_real(filed), None);
+    }
+
+    #[test]
+    fn lower_moves_an_entry_only_earlier() {
+        let mut d = Deadlines::new();
+        d.lower(4, None);
+        assert_eq!(d.get(4), None, "no deadline, no entry");
+        d.lower(4, Some(at(10)));
+        assert_eq!(d.get(4), Some(at(10)));
+        d.lower(4, Some(at(30)));
+        assert_eq!(d.get(4), Some(at(10)), "later: the entry stays");
+        d.lower(4, None);
+        assert_eq!(d.get(4), Some(at(10)), "gone: the entry stays");
+        d.lower(2, Some(at(20)));
+        d.lower(4, Some(at(5)));
+        assert_eq!(d.get(4), Some(at(5)), "earlier: the entry moves");
+        assert_eq!(d.pop_due(at(5)), Some(4));
+        // Stale entries: slot 4's real deadline is 50 ms, slot 2's is none.
+        d.lower(4, Some(at(3)));
+        let real = |s: u32| match s {
+            4 => Some(at(50)),
+            _ => None,
+        };
+        assert_eq!(d.earliest(), Some(at(3)));
+        assert_eq!(
+            d.earliest_real(real),
+            Some(at(50)),
+            "the real deadline, not the entry"
+        );
     }
 
     /// Random operations against a plain list of deadlines, which is what the heap stands
@@ -304,10 +373,59 @@ mod tests {
                 .filter(|&(s, _)| !odd(s as u32))
                 .filter_map(|(_, t)| *t)
                 .min();
-            assert_eq!(d.earliest_except(odd), want);
+            let even_only = |s: u32| if odd(s) { None } else { plain[s as usize] };
+            assert_eq!(d.earliest_real(even_only), want);
             for (s, &t) in plain.iter().enumerate() {
                 assert_eq!(d.get(s as u32), t, "slot {s}");
             }
         }
+    }
+
+    /// The stack's use of the heap, with entries filed early ([`Deadlines::lower`]) and
+    /// checked when due, against plain real deadlines: the earliest real deadline is always
+    /// what `earliest_real` says, and every real deadline fires when it comes, never
+    /// before and never late.
+    #[test]
+    fn entries_filed_early_fire_every_deadline_on_time() {
+        let mut rng = Rng::new(11);
+        let mut d = Deadlines::new();
+        let mut real: Vec<Option<Instant>> = vec![None; 48];
+        let mut now = 0;
+        let mut fired = 0;
+        for _ in 0..20_000 {
+            let slot = rng.below(48) as u32;
+            match rng.below(4) {
+                0 => real[slot as usize] = None,
+                1 | 2 => real[slot as usize] = Some(at(now + rng.below(50))),
+                _ => {
+                    now += rng.below(10);
+                    // What `Tcp::run_timers` does.
+                    let mut due = Vec::new();
+                    while let Some(s) = d.pop_due(at(now)) {
+                        match real[s as usize] {
+                            Some(t) if t <= at(now) => due.push(s),
+                            later => d.set(s, later),
+                        }
+                    }
+                    for s in due {
+                        real[s as usize] = None; // the timer ran
+                        fired += 1;
+                    }
+                    for (s, t) in real.iter().enumerate() {
+                        assert!(
+                            t.is_none_or(|t| t > at(now)),
+                            "slot {s}: deadline {t:?} passed at {now} ms without firing"
+                        );
+                    }
+                }
+            }
+            // What `Tcp::rearm` does after every change.
+            d.lower(slot, real[slot as usize]);
+            assert_eq!(
+                d.earliest_real(|s| real[s as usize]),
+                real.iter().flatten().min().copied()
+            );
+        }
+        assert!(fired > 1000, "the test exercised firing ({fired} fired)");
     }
 }

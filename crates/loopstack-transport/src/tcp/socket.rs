@@ -344,13 +344,20 @@ impl Tcp {
         matches!(&self.slots[index as usize].sock, Some(Sock::Conn(c)) if c.dirty)
     }
 
-    /// Files the next deadline of the connection at `index` (none for any other slot).
-    fn rearm(&mut self, index: u32) {
-        let at = match &self.slots[index as usize].sock {
+    /// The real next deadline of the slot at `index`: its connection's, if it holds one.
+    fn deadline_of(&self, index: u32) -> Option<Instant> {
+        match &self.slots[index as usize].sock {
             Some(Sock::Conn(c)) => c.conn.poll_at(),
             _ => None,
-        };
-        self.deadlines.set(index, at);
+        }
+    }
+
+    /// Files the next deadline of the connection at `index`, if it is earlier than the
+    /// slot's entry: a later one waits for the entry to come due (deadlines.rs, "Filed
+    /// early, checked when due").
+    fn rearm(&mut self, index: u32) {
+        let at = self.deadline_of(index);
+        self.deadlines.lower(index, at);
     }
 
     fn take_port(&mut self, v6: bool, port: u16) {
@@ -956,11 +963,18 @@ impl Tcp {
 
     // ------------------------------------------------------------------ timers and output
 
-    /// The earliest time a connection has timer work: the head of the deadline heap, or
-    /// a dirty connection's deadline if earlier. O(dirty connections), however many
-    /// connections there are.
+    /// The earliest time a connection has timer work: the earliest real deadline of the
+    /// clean connections, found from the heap's head, or a dirty connection's deadline if
+    /// earlier. O(dirty connections + stale entries ahead), however many connections
+    /// there are.
     pub fn poll_at(&self) -> Option<Instant> {
-        let mut next = self.deadlines.earliest_except(|index| self.is_dirty(index));
+        let mut next = self.deadlines.earliest_real(|index| {
+            if self.is_dirty(index) {
+                None
+            } else {
+                self.deadline_of(index)
+            }
+        });
         for &index in &self.dirty {
             if let Some(Sock::Conn(c)) = &self.slots[index as usize].sock {
                 next = Instant::earliest(next, c.conn.poll_at());
@@ -970,20 +984,20 @@ impl Tcp {
         next
     }
 
-    /// Debug builds check the heap against every connection: each clean one's deadline
-    /// must be filed as it is. Every call that can move a deadline marks the connection
-    /// dirty, and `dispatch` files it again (or, for a segment that leaves a connection
-    /// with nothing to send, files it at once); a path that missed that would be a timer
-    /// that never fires.
+    /// Debug builds check the heap against every connection: each clean one with a
+    /// deadline must have an entry at or before it. Every call that can move a deadline
+    /// marks the connection dirty, and `dispatch` files it again (or, for a segment that
+    /// leaves a connection with nothing to send, files it at once); a path that missed
+    /// that would be a timer that never fires, or fires late.
     fn check_deadlines(&self) {
         if cfg!(debug_assertions) {
             for (i, slot) in self.slots.iter().enumerate() {
                 if let Some(Sock::Conn(c)) = &slot.sock {
-                    if !c.dirty {
-                        assert_eq!(
-                            self.deadlines.get(i as u32),
-                            c.conn.poll_at(),
-                            "the deadline of connection {i} is not filed as it is"
+                    if let (false, Some(real)) = (c.dirty, c.conn.poll_at()) {
+                        let filed = self.deadlines.get(i as u32);
+                        assert!(
+                            filed.is_some_and(|f| f <= real),
+                            "connection {i}: deadline {real:?}, filed {filed:?}"
                         );
                     }
                 }
@@ -1015,8 +1029,15 @@ impl Tcp {
         while let Some(index) = self.deadlines.pop_due(now) {
             // A dirty connection's entry may be stale: the loop below asks it instead, and
             // `dispatch` files it again.
-            if !self.is_dirty(index) {
-                due.push(index);
+            if self.is_dirty(index) {
+                continue;
+            }
+            // An entry is at or before its connection's deadline: one that came due early
+            // (the deadline moved later since) is filed again where it really is, and
+            // the connection is left alone.
+            match self.deadline_of(index) {
+                Some(t) if t <= now => due.push(index),
+                later => self.deadlines.set(index, later),
             }
         }
         for &index in &self.dirty {
