@@ -30,9 +30,9 @@
 //! connection's real deadline, not at it ([`lower`](Deadlines::lower)): a deadline that
 //! moves earlier moves the entry, one that moves later or goes away leaves it where it
 //! is. When a stale entry comes due, the connection is asked; it has nothing due, and its
-//! entry is filed again at its real deadline, once. Linux's TCP timers work the same way
-//! (`inet_csk_reset_xmit_timer` re-arms, `tcp_write_timer_handler` checks
-//! `icsk_timeout` and re-arms if it fired early).
+//! entry is filed again at its real deadline, once. Linux's TCP timer handlers carry the
+//! same check: `tcp_write_timer_handler` that finds `icsk_timeout` still ahead arms the
+//! timer again for then and does nothing else.
 //!
 //! A stale entry must not make the stack's "when do you next need me" early, so
 //! [`earliest_real`](Deadlines::earliest_real) asks the connections of the earliest
