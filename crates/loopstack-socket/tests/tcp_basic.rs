@@ -163,3 +163,55 @@ fn a_connection_follows_a_change_under_its_kept_path() {
         }
     }
 }
+
+/// Many connections whose timers keep moving later (every segment sent restarts the
+/// retransmission timer, every reply cancels a delayed ACK), more than the deadline heap
+/// leaves early at once: the stack's `poll_at` is still the real next deadline, never an
+/// early heap entry. Driven by `poll_at` alone, every poll finds a timer due and sends
+/// something, and the clock never runs backwards.
+#[test]
+fn poll_at_stays_exact_with_many_busy_connections() {
+    let mut config = StackConfig::default();
+    config.transport.tcp.ack_delay = Duration::from_millis(40);
+    config.transport.tcp.nodelay = true;
+    let mut s = Stack::new(config).unwrap();
+    let mut now = Instant::ZERO;
+    let l = s.tcp_listen(addr("127.0.0.1:7100"), 128).unwrap();
+    let mut pairs = Vec::new();
+    for _ in 0..40 {
+        let c = s.tcp_connect(now, addr("127.0.0.1:7100")).unwrap();
+        s.poll(now);
+        let (a, _) = s.tcp().accept(l).unwrap();
+        pairs.push((c, a));
+    }
+    let mut buf = [0u8; 64];
+    // Ping-pongs on every connection, the clock moving 1 ms per round: deadlines move
+    // later all the time.
+    for _ in 0..30 {
+        for &(c, a) in &pairs {
+            assert_eq!(s.tcp().send(c, b"p"), Ok(1));
+            s.poll(now);
+            assert_eq!(s.tcp().recv(a, &mut buf), Ok(1));
+            assert_eq!(s.tcp().send(a, b"q"), Ok(1));
+            s.poll(now);
+            assert_eq!(s.tcp().recv(c, &mut buf), Ok(1));
+        }
+        now += Duration::from_millis(1);
+    }
+    // Only the delayed ACKs are left to fire. Each poll at `poll_at` has one due.
+    let mut polls = 0;
+    while let Some(at) = s.poll_at() {
+        assert!(at >= now, "poll_at {at:?} is before the clock {now:?}");
+        now = at;
+        assert!(
+            s.poll(now),
+            "polled at poll_at() = {at:?}, and nothing was due"
+        );
+        polls += 1;
+        assert!(polls <= 200, "the timers never settle");
+    }
+    assert!(polls >= 1, "the delayed ACKs fired");
+    for &(c, _) in &pairs {
+        assert_eq!(s.tcp().info(c).unwrap().stats.retrans_segs, 0);
+    }
+}

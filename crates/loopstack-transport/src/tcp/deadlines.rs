@@ -27,18 +27,25 @@
 //! and starts the retransmission timer instead. Moving the entry each time cost a TCP
 //! round trip about 300 instructions, 5% of it, in `set` and `sift_down`
 //! (docs/benchmarks.md, item 31). So the stack keeps an entry at or *before* its
-//! connection's real deadline, not at it ([`lower`](Deadlines::lower)): a deadline that
-//! moves earlier moves the entry, one that moves later or goes away leaves it where it
-//! is. When a stale entry comes due, the connection is asked; it has nothing due, and its
-//! entry is filed again at its real deadline, once. Linux's TCP timer handlers carry the
-//! same check: `tcp_write_timer_handler` that finds `icsk_timeout` still ahead arms the
-//! timer again for then and does nothing else.
+//! connection's real deadline, not always at it ([`refile`](Deadlines::refile)): a
+//! deadline that moves earlier moves the entry, one that moves later or goes away leaves
+//! it where it is, early. When an early entry comes due, the stack finds its connection
+//! with nothing due, files the entry again at the real deadline, and leaves the
+//! connection alone: no timer runs early, and none late, since no entry is ever after its
+//! deadline. Linux's TCP timer handlers carry the same check: `tcp_write_timer_handler`
+//! that finds `icsk_timeout` still ahead arms the timer again for then and does nothing
+//! else.
 //!
-//! A stale entry must not make the stack's "when do you next need me" early, so
+//! An early entry must not make the stack's "when do you next need me" early, so
 //! [`earliest_real`](Deadlines::earliest_real) asks the connections of the earliest
 //! entries for their real deadlines, in entry order, and stops at the first entry no
 //! earlier than the best real one found: every entry is a lower bound of its own
-//! connection's deadline, so no later entry can beat it.
+//! connection's deadline, so no later entry can beat it. Each early entry ahead of the
+//! answer is one more connection asked, so at most [`STALE_MAX`] entries are left early
+//! at once; past that, a deadline that moves later moves its entry. A few connections
+//! (a ping-pong, a transfer) then never move an entry later, and ten thousand busy ones
+//! cost what they did before: O(log n) per move, and a `poll_at` that asks at most
+//! [`STALE_MAX`] + 1 of them.
 
 use loopstack_link::Instant;
 
@@ -48,6 +55,12 @@ const NONE: u32 = u32::MAX;
 /// The most heap entries [`Deadlines::earliest_real`] keeps in view before it scans.
 const WALK: usize = 32;
 
+/// The most entries left early at once ([`Deadlines::refile`]). Each is one more entry
+/// [`Deadlines::earliest_real`] may visit, so with at most this many the walk stays
+/// within [`WALK`] and never scans; a deadline that moves later while the budget is spent
+/// moves its entry, as every move did before.
+pub(crate) const STALE_MAX: usize = 16;
+
 /// The deadlines of a set of slots, earliest first.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
@@ -56,6 +69,11 @@ pub(crate) struct Deadlines {
     heap: Vec<(Instant, u32)>,
     /// For each slot number, the index of its entry in `heap`, or [`NONE`].
     pos: Vec<u32>,
+    /// For each slot number, whether its entry is early: before the slot's real deadline,
+    /// or there though the slot has none. False for a slot without an entry.
+    stale: Vec<bool>,
+    /// How many entries are early: at most [`STALE_MAX`].
+    stale_count: usize,
 }
 
 impl Deadlines {
@@ -71,7 +89,7 @@ impl Deadlines {
 
     /// The earliest real deadline, given each entry's slot's real one by `real` (`None`:
     /// no deadline, or not to be counted). Requires every entry to be at or before its
-    /// slot's real deadline, which [`lower`](Self::lower) keeps.
+    /// slot's real deadline, which [`refile`](Self::refile) keeps.
     ///
     /// A best-first walk down the heap, in order of entries: it stops at the first entry
     /// no earlier than the best real deadline found so far, since that entry and every one
@@ -115,18 +133,55 @@ impl Deadlines {
         best
     }
 
-    /// Files `at` for `slot` if it is earlier than the slot's entry, or the slot has none;
-    /// leaves a later or absent `at` to the entry already there (see the module's "Filed
-    /// early, checked when due"). So an entry only ever moves up the heap here: O(log n)
-    /// at worst, and O(1) for the common move later.
+    /// Files `real`, the slot's deadline now (`None`: it has none), the cheap way (see the
+    /// module's "Filed early, checked when due"): a deadline earlier than the slot's entry,
+    /// or a first one, is filed; one later than the entry, or none, leaves the entry where
+    /// it is, early, while fewer than [`STALE_MAX`] entries are; past that budget it is
+    /// filed too. So the common move, later, costs O(1), and the rest O(log n) as before.
     #[inline]
-    pub(crate) fn lower(&mut self, slot: u32, at: Option<Instant>) {
-        let Some(at) = at else {
-            return;
+    pub(crate) fn refile(&mut self, slot: u32, real: Option<Instant>) {
+        let later = match (self.get(slot), real) {
+            (None, None) => return,
+            (None, Some(_)) => false,
+            (Some(filed), Some(at)) if at == filed => {
+                self.mark_exact(slot as usize);
+                return;
+            }
+            (Some(filed), Some(at)) => at > filed,
+            (Some(_), None) => true,
         };
-        match self.get(slot) {
-            Some(filed) if filed <= at => {}
-            _ => self.set(slot, Some(at)),
+        if later {
+            let s = slot as usize;
+            if self.stale[s] {
+                return;
+            }
+            if self.stale_count < STALE_MAX {
+                self.stale[s] = true;
+                self.stale_count += 1;
+                return;
+            }
+        }
+        self.set(slot, real);
+    }
+
+    /// Whether `slot`'s entry is early (see [`refile`](Self::refile)).
+    pub(crate) fn is_stale(&self, slot: u32) -> bool {
+        self.stale.get(slot as usize).copied().unwrap_or(false)
+    }
+
+    /// Entries early at the moment.
+    #[cfg(test)]
+    pub(crate) fn stale_count(&self) -> usize {
+        self.stale_count
+    }
+
+    /// Notes that the entry of slot `s`, if any, is at the slot's deadline.
+    fn mark_exact(&mut self, s: usize) {
+        if let Some(flag) = self.stale.get_mut(s) {
+            if *flag {
+                *flag = false;
+                self.stale_count -= 1;
+            }
         }
     }
 
@@ -138,7 +193,7 @@ impl Deadlines {
         }
     }
 
-    /// Sets the deadline of `slot` (`None` removes it).
+    /// Sets the deadline of `slot` exactly (`None` removes it).
     pub(crate) fn set(&mut self, slot: u32, at: Option<Instant>) {
         let s = slot as usize;
         if s >= self.pos.len() {
@@ -146,6 +201,7 @@ impl Deadlines {
                 return;
             }
             self.pos.resize(s + 1, NONE);
+            self.stale.resize(s + 1, false);
             // Room for every slot, so that `push` below never reallocates on its own.
             self.heap.reserve(self.pos.len() - self.heap.len());
         }
@@ -160,6 +216,7 @@ impl Deadlines {
             }
             (i, None) => self.remove_at(i as usize),
             (i, Some(at)) => {
+                self.mark_exact(s);
                 let i = i as usize;
                 let old = self.heap[i].0;
                 if at == old {
@@ -192,6 +249,7 @@ impl Deadlines {
         self.swap(i, last);
         if let Some((_, slot)) = self.heap.pop() {
             self.pos[slot as usize] = NONE;
+            self.mark_exact(slot as usize);
         }
         if i < self.heap.len() {
             // The entry moved into the hole may belong above it or below it.
@@ -301,22 +359,34 @@ mod tests {
     }
 
     #[test]
-    fn lower_moves_an_entry_only_earlier() {
+    fn refile_moves_an_entry_earlier_and_leaves_it_for_later() {
         let mut d = Deadlines::new();
-        d.lower(4, None);
+        d.refile(4, None);
         assert_eq!(d.get(4), None, "no deadline, no entry");
-        d.lower(4, Some(at(10)));
-        assert_eq!(d.get(4), Some(at(10)));
-        d.lower(4, Some(at(30)));
+        d.refile(4, Some(at(10)));
+        assert_eq!((d.get(4), d.is_stale(4)), (Some(at(10)), false));
+        d.refile(4, Some(at(30)));
         assert_eq!(d.get(4), Some(at(10)), "later: the entry stays");
-        d.lower(4, None);
+        assert!(d.is_stale(4));
+        d.refile(4, None);
         assert_eq!(d.get(4), Some(at(10)), "gone: the entry stays");
-        d.lower(2, Some(at(20)));
-        d.lower(4, Some(at(5)));
-        assert_eq!(d.get(4), Some(at(5)), "earlier: the entry moves");
+        assert_eq!(d.stale_count(), 1, "counted once");
+        d.refile(4, Some(at(10)));
+        assert!(!d.is_stale(4), "back at the entry: exact again");
+        d.refile(2, Some(at(20)));
+        d.refile(4, Some(at(40)));
+        d.refile(4, Some(at(5)));
+        assert_eq!(
+            (d.get(4), d.is_stale(4)),
+            (Some(at(5)), false),
+            "earlier: moved"
+        );
+        assert_eq!(d.stale_count(), 0);
         assert_eq!(d.pop_due(at(5)), Some(4));
-        // Stale entries: slot 4's real deadline is 50 ms, slot 2's is none.
-        d.lower(4, Some(at(3)));
+        // An early entry: slot 4's real deadline is 50 ms, slot 2's is none.
+        d.refile(4, Some(at(3)));
+        d.refile(4, Some(at(50)));
+        d.refile(2, None);
         let real = |s: u32| match s {
             4 => Some(at(50)),
             _ => None,
@@ -327,6 +397,35 @@ mod tests {
             Some(at(50)),
             "the real deadline, not the entry"
         );
+        assert_eq!(d.pop_due(at(3)), Some(4));
+        assert!(!d.is_stale(4), "a popped entry is no longer early");
+        assert_eq!(d.stale_count(), 1, "slot 2's still is");
+    }
+
+    #[test]
+    fn at_most_stale_max_entries_are_early() {
+        let mut d = Deadlines::new();
+        let n = 3 * STALE_MAX as u32;
+        for slot in 0..n {
+            d.refile(slot, Some(at(100 + u64::from(slot))));
+        }
+        // Every deadline moves later: the first STALE_MAX entries stay early, the rest
+        // move.
+        for slot in 0..n {
+            d.refile(slot, Some(at(1000 + u64::from(slot))));
+        }
+        assert_eq!(d.stale_count(), STALE_MAX);
+        for slot in 0..n {
+            let want = if (slot as usize) < STALE_MAX {
+                at(100 + u64::from(slot))
+            } else {
+                at(1000 + u64::from(slot))
+            };
+            assert_eq!(d.get(slot), Some(want), "slot {slot}");
+            assert_eq!(d.is_stale(slot), (slot as usize) < STALE_MAX, "slot {slot}");
+        }
+        let real = |s: u32| Some(at(1000 + u64::from(s)));
+        assert_eq!(d.earliest_real(real), Some(at(1000)));
     }
 
     /// Random operations against a plain list of deadlines, which is what the heap stands
@@ -381,7 +480,7 @@ mod tests {
         }
     }
 
-    /// The stack's use of the heap, with entries filed early ([`Deadlines::lower`]) and
+    /// The stack's use of the heap, with entries filed early ([`Deadlines::refile`]) and
     /// checked when due, against plain real deadlines: the earliest real deadline is always
     /// what `earliest_real` says, and every real deadline fires when it comes, never
     /// before and never late.
@@ -420,7 +519,21 @@ mod tests {
                 }
             }
             // What `Tcp::rearm` does after every change.
-            d.lower(slot, real[slot as usize]);
+            d.refile(slot, real[slot as usize]);
+            assert!(d.stale_count() <= STALE_MAX);
+            let early = (0..48).filter(|&s| d.is_stale(s)).count();
+            assert_eq!(early, d.stale_count(), "the count matches the flags");
+            for s in 0..48u32 {
+                let (filed, want) = (d.get(s), real[s as usize]);
+                if d.is_stale(s) {
+                    assert!(
+                        filed.is_some_and(|f| want.is_none_or(|r| f < r)),
+                        "slot {s}"
+                    );
+                } else {
+                    assert_eq!(filed, want, "slot {s}: an entry not early is exact");
+                }
+            }
             assert_eq!(
                 d.earliest_real(|s| real[s as usize]),
                 real.iter().flatten().min().copied()
