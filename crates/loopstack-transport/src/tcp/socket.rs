@@ -352,9 +352,10 @@ impl Tcp {
         }
     }
 
-    /// Files the next deadline of the connection at `index`, if it is earlier than the
-    /// slot's entry: a later one waits for the entry to come due (deadlines.rs, "Filed
-    /// early, checked when due").
+    /// Files the next deadline of the connection at `index` if it is earlier than the
+    /// slot's entry; a later one (or none) leaves the entry early while the budget of
+    /// early entries lasts, and waits for it to come due (deadlines.rs, "Filed early,
+    /// checked when due").
     fn rearm(&mut self, index: u32) {
         let at = self.deadline_of(index);
         self.deadlines.refile(index, at);
@@ -965,8 +966,8 @@ impl Tcp {
 
     /// The earliest time a connection has timer work: the earliest real deadline of the
     /// clean connections, found from the heap's head, or a dirty connection's deadline if
-    /// earlier. O(dirty connections + stale entries ahead), however many connections
-    /// there are.
+    /// earlier. Asks the dirty connections and at most `STALE_MAX` + 1 clean ones, however
+    /// many connections there are.
     pub fn poll_at(&self) -> Option<Instant> {
         let mut next = self.deadlines.earliest_real(|index| {
             if self.is_dirty(index) {
