@@ -346,6 +346,40 @@ rule! {
 }
 
 rule! {
+    /// The ACK for a second full-sized segment waits when that segment closed the receive
+    /// window (Linux's `__tcp_ack_snd_check` waits whenever the window would shrink): an
+    /// ACK then would only say "zero window". The window update of the application's read
+    /// carries it; without a read, the delayed-ACK timer sends it, zero window and all.
+    fn a_segment_that_closes_the_window_leaves_its_ack_to_the_read(f) {
+        let mss = f.mss() as usize;
+        let full = f.mss();
+        let config = TcpConfig {
+            ack_delay: ms(200),
+            recv_buffer: 2 * mss,
+            ..TcpConfig::default()
+        };
+        let mut t = Script::established_with(f, config, Script::peer_syn_ack(f));
+        t.recv(seg().ack().seq(IRS + 1).ack_n(ISS + 1).len(mss));
+        t.expect_nothing();
+        t.recv(seg().ack().seq(IRS + 1 + full).ack_n(ISS + 1).len(mss));
+        t.expect_nothing();
+        assert_eq!(t.timer_in(), Some(ms(200)), "the delayed ACK still runs");
+        assert_eq!(t.read_all().len(), 2 * mss);
+        t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 1 + 2 * full));
+        t.expect_nothing();
+        assert_eq!(t.timer_in(), None, "the window update acknowledged everything");
+
+        // Again, and the application does not read: the timer acknowledges.
+        t.recv(seg().ack().seq(IRS + 1 + 2 * full).ack_n(ISS + 1).len(mss));
+        t.recv(seg().ack().seq(IRS + 1 + 3 * full).ack_n(ISS + 1).len(mss));
+        t.expect_nothing();
+        assert_eq!(t.fire(), ms(200));
+        t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 1 + 4 * full).window(0));
+        t.expect_nothing();
+    }
+}
+
+rule! {
     /// RFC 5681 4.2 and RFC 9293 3.10.7.4: a segment beyond RCV.NXT is kept and answered at
     /// once with a duplicate ACK (what drives the sender's fast retransmit); nothing reaches
     /// the application yet.

@@ -35,7 +35,8 @@ pub struct TcpConfig {
     /// throttles the sender (a 10 ms delayed ACK once capped a loopback user of another
     /// stack at 26 Mbit/s), while batching already saves the ACKs that delay would. With a
     /// delay set, an ACK still goes at once for every second full-sized segment (RFC 5681
-    /// 4.2), when a gap fills, and for out-of-order segments.
+    /// 4.2) unless that segment closed the window (then the window update of the next read
+    /// carries it, or the timer), when a gap fills, and for out-of-order segments.
     pub ack_delay: Duration,
     /// Disable Nagle's algorithm on new connections (`TCP_NODELAY`). Default false: Nagle
     /// on (RFC 1122 4.2.3.4), as in every stack; per connection it can be switched off.

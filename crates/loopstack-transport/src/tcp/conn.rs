@@ -1196,11 +1196,21 @@ impl Connection {
                 // at least every second full-sized segment, so a sender whose receiver
                 // reads slowly is not held up for the whole delay. "More than one
                 // full-sized segment unacknowledged" is Linux's test for it, and smoltcp's.
-                // Linux also puts this ACK off until the application's next read when the
-                // window it would advertise has shrunk; this stack follows the RFC and
-                // sends it at once, so the sender's clock keeps going whatever the reader does.
+                // Linux also puts this ACK off until the application's next read whenever
+                // the window it would advertise has shrunk (`__tcp_ack_snd_check`); this
+                // stack does so only when the segment closed the window: an ACK now would
+                // only tell the sender "zero window", and the window update of the next
+                // read carries the acknowledgment instead, or the delayed-ACK timer does,
+                // well within RFC 5681 4.2's 500 ms. A sender that fills the window with
+                // each write (a bulk transfer into a reader that reads as much) then gets
+                // one ACK per window, not two (docs/benchmarks.md, item 32). Otherwise the
+                // ACK goes at once, so the sender's clock keeps going whatever the reader
+                // does.
                 let second_full = self.rcv_nxt - self.last_ack_sent > self.rcv_mss;
-                if had_gap || second_full || ctx.config.ack_delay.is_zero() {
+                if had_gap
+                    || ctx.config.ack_delay.is_zero()
+                    || (second_full && self.potential_window() > 0)
+                {
                     // RFC 5681 4.2 also says to acknowledge at once when a gap fills. With
                     // no delay configured, the ACK goes at the end of this batch of input.
                     self.ack_now = true;
