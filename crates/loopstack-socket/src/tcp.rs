@@ -5,7 +5,8 @@ use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use loopstack_transport::tcp::{self, State, TcpHandle, TcpInfo};
+use loopstack_buf::PacketBuf;
+use loopstack_transport::tcp::{self, Received, State, TcpHandle, TcpInfo};
 use loopstack_transport::Error;
 
 use crate::net::{Deadline, Net};
@@ -259,12 +260,46 @@ impl TcpStream {
     }
 }
 
+/// Reads and writes of at least this many bytes copy without the stack's lock held: a read
+/// out of the received buffers it takes
+/// ([`Tcp::recv_or_take`](loopstack_transport::tcp::Tcp::recv_or_take)), a write into the
+/// send-buffer block it is lent ([`Tcp::send_lend`](loopstack_transport::tcp::Tcp::send_lend)).
+/// Smaller ones copy under it: a short copy costs less than the second visit to the stack,
+/// and than giving the buffers back to the shared pool instead of TCP's own stock.
+const COPY_OUTSIDE_MIN: usize = 16 * 1024;
+
+/// The most received buffers one read takes to copy out of without the lock: a 64 KiB read
+/// of `lo`'s segments needs two.
+const TAKE_MAX: usize = 4;
+
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.inner.read_wait(|s, _, h| s.tcp().recv(h, buf))
+        if buf.len() < COPY_OUTSIDE_MIN {
+            return self.inner.read_wait(|s, _, h| s.tcp().recv(h, buf));
+        }
+        // The buffers are taken under the lock and copied out of after it is released: the
+        // stack is free meanwhile for the writer's copy into its send buffer, which used to
+        // wait here for this one (docs/benchmarks.md, item 33). Taken bytes count as read,
+        // so the window opens at once; they are the reader's from here.
+        let mut taken: [Option<PacketBuf>; TAKE_MAX] = Default::default();
+        let got = self
+            .inner
+            .read_wait(|s, _, h| s.tcp().recv_or_take(h, buf, &mut taken))?;
+        let (buffers, bytes) = match got {
+            Received::Copied(n) => return Ok(n),
+            Received::Taken { buffers, bytes } => (buffers, bytes),
+        };
+        let mut at = 0;
+        for packet in taken[..buffers].iter_mut().filter_map(Option::take) {
+            // Each buffer's own bytes and, for a segment whose payload the sender shared,
+            // its fragment. Dropped here, the buffer goes back to its pool.
+            at += packet.copy_out(0, &mut buf[at..]);
+        }
+        debug_assert_eq!(at, bytes, "the buffers taken fit in `buf`");
+        Ok(at)
     }
 }
 
@@ -272,6 +307,20 @@ impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if buf.len() >= COPY_OUTSIDE_MIN {
+            // The send-buffer block the bytes go into is lent out under the lock and filled
+            // after it is released, then handed back: the stack is free meanwhile for the
+            // reader's copy out (docs/benchmarks.md, item 33). A write that cannot have a
+            // whole block (the stream does not end at a block boundary) copies under the
+            // lock, as every write did.
+            let lent = self
+                .inner
+                .write_wait(|s, _, h| s.tcp().send_lend(h, buf.len()))?;
+            if let Some(mut lent) = lent {
+                lent.fill(buf);
+                return self.inner.call(|s, h| s.tcp().send_commit(h, lent));
+            }
         }
         self.inner.write_wait(|s, _, h| s.tcp().send(h, buf))
     }

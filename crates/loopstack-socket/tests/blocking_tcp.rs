@@ -99,6 +99,7 @@ both_families!(
     connect_timeout_times_out_without_an_answer,
     connect_network_and_host_unreachable,
     read_write_on_stream_and_on_shared_reference,
+    large_writes_and_reads_copy_outside_the_lock,
     shutdown_write_half_closes,
     shutdown_read_returns_end_of_file,
     shutdown_both,
@@ -599,6 +600,51 @@ fn read_write_on_stream_and_on_shared_reference(f: Family) {
     assert_eq!((&client).read(&mut []).unwrap(), 0);
     // The echo server's drop ended the connection: end of file.
     assert_eq!((&client).read(&mut [0u8; 8]).unwrap(), 0);
+}
+
+/// Large writes and reads copy without the stack's lock (docs/benchmarks.md, item 33):
+/// writes of whole blocks into lent send-buffer blocks, reads out of received buffers
+/// taken whole. Writes of other sizes leave the stream off a block boundary, and those
+/// copy under the lock until a write ends on one again. Whatever the mix, the bytes arrive
+/// in order, and both ways were taken.
+fn large_writes_and_reads_copy_outside_the_lock(f: Family) {
+    let net = Net::new().unwrap();
+    let (_l, client, server) = pair(&net, f);
+    let sizes: Vec<usize> = [65_536, 65_536, 100, 65_436, 70_000, 16_384, 3 * 65_536, 1]
+        .iter()
+        .cycle()
+        .take(48)
+        .copied()
+        .collect();
+    let total: usize = sizes.iter().sum();
+    let data = patterned(0, total);
+    thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut w = &client;
+            let mut at = 0;
+            for &n in &sizes {
+                w.write_all(&data[at..at + n]).unwrap();
+                at += n;
+            }
+        });
+        let mut got = vec![0u8; total];
+        let mut r = &server;
+        let mut at = 0;
+        while at < total {
+            let end = (at + 65_536).min(total);
+            let n = r.read(&mut got[at..end]).unwrap();
+            assert!(n > 0, "end of file after {at} of {total} bytes");
+            at += n;
+        }
+        writer.join().unwrap();
+        assert!(got == data, "the stream differs");
+    });
+    let stats = net.with(|s| s.tcp().stats().clone());
+    assert!(
+        stats.lent_writes > 0,
+        "no write was lent a block: {stats:?}"
+    );
+    assert!(stats.taken_reads > 0, "no read took buffers: {stats:?}");
 }
 
 fn shutdown_write_half_closes(f: Family) {

@@ -623,6 +623,44 @@ rule! {
     }
 }
 
+// ====================================================================== lent blocks
+
+rule! {
+    /// A large write in two steps (a blocking socket's, which copies without the stack's
+    /// lock): the send-buffer block is lent, filled, handed back, and its bytes go out as
+    /// any written bytes do. While it is out, the connection takes no other write.
+    fn a_lent_block_filled_and_committed_is_sent(f) {
+        let mut t = Script::established(f);
+        let data = pattern(0, 1000);
+        let mut lent = t.conn.send_lend(1000).unwrap().expect("an empty buffer lends");
+        assert_eq!(lent.len(), 1000);
+        assert_eq!(t.conn.send(b"x"), Err(Error::WouldBlock), "nothing else while lent");
+        assert_eq!(t.conn.send_lend(10).unwrap_err(), Error::WouldBlock);
+        t.expect_nothing();
+        assert_eq!(lent.fill(&data), 1000);
+        assert_eq!(t.conn.send_commit(lent), Ok(1000));
+        let sent = t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 1).len(1000));
+        assert_eq!(sent.payload, data);
+        assert_eq!(t.conn.send(b"y"), Ok(1), "and writes go on after it");
+    }
+}
+
+rule! {
+    /// A lent block handed back after the connection was reset meanwhile: the write fails
+    /// with the reset, nothing is queued or sent, and the block goes back to the buffer.
+    fn a_block_lent_across_a_reset_comes_back_unused(f) {
+        let mut t = Script::established(f);
+        let mut lent = t.conn.send_lend(4096).unwrap().expect("an empty buffer lends");
+        lent.fill(&[7; 4096]);
+        t.recv(seg().rst().seq(IRS + 1));
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.conn.send_commit(lent), Err(Error::ConnectionReset));
+        assert_eq!(t.conn.send_queue(), 0);
+        t.expect_nothing();
+        assert_eq!(t.conn.send(b"x"), Err(Error::BrokenPipe), "the error was reported once");
+    }
+}
+
 // ====================================================================== RFC 5961
 
 rule! {

@@ -83,7 +83,7 @@ use super::config::TcpConfig;
 use super::congestion::{AckAction, Reno};
 use super::recvbuf::RecvQueue;
 use super::rtt::RttEstimator;
-use super::sendbuf::{SendBuffer, SHARE_MIN};
+use super::sendbuf::{LentBlock, SendBuffer, SHARE_MIN};
 use super::seq::SeqNum;
 use super::stats::{ConnStats, TcpStats};
 use super::wire::{Flags, Header, Options};
@@ -606,6 +606,49 @@ impl Connection {
 
     /// Queues bytes to send; returns how many were taken (RFC 9293 3.10.2).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        self.check_send()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        match self.send_buf.write(data) {
+            0 => Err(Error::WouldBlock),
+            n => Ok(n),
+        }
+    }
+
+    /// [`send`](Self::send) in two steps, for a caller that copies without the stack's
+    /// lock: the block the next `want` bytes (at most a block's worth) go into, lent out
+    /// ([`SendBuffer::lend`]), to be filled and handed to [`send_commit`](Self::send_commit).
+    /// `Ok(None)` when the send buffer cannot lend one (the stream does not end at a block
+    /// boundary): `send` is the way then. The errors are `send`'s, `WouldBlock` included
+    /// (no room, or a block already lent).
+    pub fn send_lend(&mut self, want: usize) -> Result<Option<LentBlock>, Error> {
+        self.check_send()?;
+        if want == 0 {
+            return Ok(None);
+        }
+        if self.send_buf.free() == 0 {
+            return Err(Error::WouldBlock);
+        }
+        Ok(self.send_buf.lend(want))
+    }
+
+    /// Appends a block from [`send_lend`](Self::send_lend), filled, to the stream, and
+    /// returns how many bytes it added. If the connection can no longer send (reset,
+    /// shut for writing meanwhile) the block goes back unused and the error is `send`'s.
+    pub fn send_commit(&mut self, lent: LentBlock) -> Result<usize, Error> {
+        if let Err(e) = self.check_send() {
+            self.send_buf.give_back(lent);
+            return Err(e);
+        }
+        let n = lent.len();
+        self.send_buf.put_back(lent);
+        Ok(n)
+    }
+
+    /// Whether the application may send now; `send`'s errors if not (a pending error is
+    /// taken).
+    fn check_send(&mut self) -> Result<(), Error> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -613,15 +656,7 @@ impl Connection {
             _ if self.fin_queued => Err(Error::BrokenPipe),
             // RFC 9293 3.10.2: in SYN-SENT and SYN-RECEIVED data is queued for after the
             // handshake.
-            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
-                if data.is_empty() {
-                    return Ok(0);
-                }
-                match self.send_buf.write(data) {
-                    0 => Err(Error::WouldBlock),
-                    n => Ok(n),
-                }
-            }
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => Ok(()),
             _ => Err(Error::BrokenPipe),
         }
     }
@@ -642,20 +677,7 @@ impl Connection {
         if !self.recv_q.is_empty() && !out.is_empty() {
             let before = self.rcv_window();
             let n = self.recv_q.read_recycling(out, recycle);
-            // Reading opened the window: tell the peer if it grew enough to matter (the
-            // receiver's side of silly window avoidance, RFC 9293 3.8.6.2.2), a closed
-            // window included: the update is due once the window can open by a step, not
-            // before (`advertise` would still say zero).
-            // Once the peer's FIN has arrived it sends nothing more, so a bigger window
-            // is news to nobody: an update from TIME-WAIT would even draw a RST from a
-            // peer that has gone, and end our TIME-WAIT early (RFC 9293 3.10.7.4).
-            let potential = self.potential_window();
-            if self.state.is_synchronized()
-                && !self.fin_received
-                && potential.saturating_sub(before) >= self.window_update_step()
-            {
-                self.ack_now = true;
-            }
+            self.window_opened(before);
             return Ok(n);
         }
         if out.is_empty() && !self.recv_q.is_empty() {
@@ -673,6 +695,36 @@ impl Connection {
             State::Closed if self.was_synchronized => Ok(0),
             State::Closed => Err(Error::NotConnected),
             _ => Err(Error::WouldBlock),
+        }
+    }
+
+    /// Takes whole received buffers, in order, holding at most `max` bytes together, into
+    /// the first places of `out`, for the caller to copy out of; returns how many buffers
+    /// and bytes. `(0, 0)` if nothing is queued or the next buffer alone holds more than
+    /// `max`: then [`recv`](Self::recv) is the way. What is taken counts as read.
+    pub fn recv_take(&mut self, max: usize, out: &mut [Option<PacketBuf>]) -> (usize, usize) {
+        let before = self.rcv_window();
+        let taken = self.recv_q.take_front(max, out);
+        if taken.1 > 0 {
+            self.window_opened(before);
+        }
+        taken
+    }
+
+    /// After a read: tell the peer the window opened if it grew enough to matter (the
+    /// receiver's side of silly window avoidance, RFC 9293 3.8.6.2.2), a closed window
+    /// included: the update is due once the window can open by a step, not before
+    /// (`advertise` would still say zero). `before` is the window as last advertised.
+    fn window_opened(&mut self, before: u32) {
+        // Once the peer's FIN has arrived it sends nothing more, so a bigger window is news
+        // to nobody: an update from TIME-WAIT would even draw a RST from a peer that has
+        // gone, and end our TIME-WAIT early (RFC 9293 3.10.7.4).
+        let potential = self.potential_window();
+        if self.state.is_synchronized()
+            && !self.fin_received
+            && potential.saturating_sub(before) >= self.window_update_step()
+        {
+            self.ack_now = true;
         }
     }
 

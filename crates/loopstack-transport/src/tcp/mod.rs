@@ -27,5 +27,5 @@ pub mod wire;
 pub use config::TcpConfig;
 pub use conn::{Connection, State, TcpInfo};
 pub use seq::SeqNum;
-pub use socket::{Shutdown, SocketEntry, Tcp, TcpHandle};
+pub use socket::{Received, Shutdown, SocketEntry, Tcp, TcpHandle};
 pub use stats::{ConnStats, TcpStats};

@@ -113,6 +113,28 @@ impl RecvQueue {
         copied
     }
 
+    /// Takes whole buffers off the front, in order, while together they hold at most `max`
+    /// bytes and `out` has room, into the first places of `out`; returns how many buffers
+    /// and how many bytes. Nothing is taken if the front buffer alone holds more than
+    /// `max`. For a reader that copies out of the buffers itself, later (a blocking socket
+    /// copies without the stack's lock held).
+    pub fn take_front(&mut self, max: usize, out: &mut [Option<PacketBuf>]) -> (usize, usize) {
+        let (mut taken, mut bytes) = (0, 0);
+        while taken < out.len() {
+            let Some(front) = self.bufs.front() else {
+                break;
+            };
+            if bytes + front.len() > max {
+                break;
+            }
+            bytes += front.len();
+            out[taken] = self.bufs.pop_front();
+            taken += 1;
+        }
+        self.len -= bytes;
+        (taken, bytes)
+    }
+
     /// Copies queued bytes, in order, into `out` without removing them; returns how many.
     pub fn peek(&self, out: &mut [u8]) -> usize {
         let mut copied = 0;
@@ -333,5 +355,38 @@ mod tests {
         let mut q = RecvQueue::default();
         q.push(p.alloc_from_slice(b"xy").unwrap());
         assert_eq!(format!("{q:?}"), "RecvQueue { len: 2, buffers: 1 }");
+    }
+
+    /// Whole buffers come off the front in order while they fit in `max` and in `out`; a
+    /// front buffer larger than `max` leaves everything where it was.
+    #[test]
+    fn take_front_takes_whole_buffers_that_fit() {
+        let p = pool(8);
+        let mut q = RecvQueue::new();
+        for bytes in [&b"aaaa"[..], b"bbb", b"cc", b"d"] {
+            q.push(full_buf(&p, bytes));
+        }
+        let mut out: [Option<PacketBuf>; 3] = Default::default();
+        assert_eq!(q.take_front(3, &mut out), (0, 0), "the first is 4 bytes");
+        assert!(out.iter().all(Option::is_none));
+        assert_eq!(q.len(), 10);
+        assert_eq!(
+            q.take_front(8, &mut out),
+            (2, 7),
+            "aaaa and bbb; cc would make 9"
+        );
+        assert_eq!(out[0].as_deref(), Some(&b"aaaa"[..]));
+        assert_eq!(out[1].as_deref(), Some(&b"bbb"[..]));
+        assert_eq!((q.len(), q.buffers()), (3, 2));
+        let mut two: [Option<PacketBuf>; 1] = Default::default();
+        assert_eq!(
+            q.take_front(100, &mut two),
+            (1, 2),
+            "room for one buffer only"
+        );
+        let mut rest = [0u8; 4];
+        assert_eq!(q.read(&mut rest), 1);
+        assert_eq!(&rest[..1], b"d");
+        assert!(q.is_empty());
     }
 }

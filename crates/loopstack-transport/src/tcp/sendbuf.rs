@@ -157,6 +157,56 @@ pub struct SendBuffer {
     /// the block size, even in a block started after a shared one was sealed, so blocks
     /// stay aligned with the application's writes.
     tail_at: usize,
+    /// Bytes reserved by the block lent out ([`lend`](Self::lend)), 0 if none is.
+    lent: usize,
+    /// Whether a block is lent out: it counts among the buffer's blocks, and nothing else
+    /// is written until it comes back, so the stream keeps the order of the writes.
+    lending: bool,
+}
+
+/// A block of a [`SendBuffer`] lent to the application to fill with the next `len` bytes of
+/// the stream, without the stack's lock held (see [`SendBuffer::lend`]); it goes back with
+/// [`SendBuffer::put_back`], or unused with [`SendBuffer::give_back`].
+pub struct LentBlock {
+    block: Block,
+    len: usize,
+}
+
+impl LentBlock {
+    /// Copies the first [`len`](Self::len) bytes of `data` (all of it if shorter) into the
+    /// block, and returns how many: the bytes [`SendBuffer::put_back`] appends.
+    pub fn fill(&mut self, data: &[u8]) -> usize {
+        // Lent only while nothing else holds the block (`lend` checks), and nothing can
+        // take a reference to it while it is lent, so `bytes_mut` finds it writable; were
+        // it not, nothing would be copied and nothing appended.
+        let n = match self.block.bytes_mut(self.len) {
+            Some(bytes) => {
+                let n = data.len().min(bytes.len());
+                bytes[..n].copy_from_slice(&data[..n]);
+                n
+            }
+            None => 0,
+        };
+        self.len = n;
+        n
+    }
+
+    /// How many bytes the block takes: at most what was asked for, at most a block; after
+    /// [`fill`](Self::fill), what it copied.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it takes none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Debug for LentBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LentBlock").field("len", &self.len).finish()
+    }
 }
 
 impl SendBuffer {
@@ -175,6 +225,8 @@ impl SendBuffer {
             spare: Vec::new(),
             block_size: block_size.max(1),
             tail_at: 0,
+            lent: 0,
+            lending: false,
         }
     }
 
@@ -190,9 +242,9 @@ impl SendBuffer {
             + self.spare.iter().filter(|b| b.is_shared()).count()
     }
 
-    /// Blocks held now, in the stream and spare together.
+    /// Blocks held now, in the stream and spare together, and the one lent out.
     pub fn blocks(&self) -> usize {
-        self.chunks.len() + self.spare.len()
+        self.chunks.len() + self.spare.len() + usize::from(self.lending)
     }
 
     /// The most bytes the buffer holds.
@@ -210,23 +262,37 @@ impl SendBuffer {
         self.len == 0
     }
 
-    /// Room left for [`write`](Self::write).
+    /// Room left for [`write`](Self::write) (none while a block is lent out).
     pub fn free(&self) -> usize {
-        self.capacity - self.len
+        if self.lending {
+            return 0;
+        }
+        self.capacity - self.len - self.lent
+    }
+
+    /// Whether a block is lent out ([`lend`](Self::lend)).
+    pub fn is_lending(&self) -> bool {
+        self.lending
+    }
+
+    /// Every block this buffer will ever need, at its first write: a connection that never
+    /// sends allocates nothing, and one that does never allocates again.
+    fn allocate_blocks(&mut self) {
+        if self.blocks() == 0 {
+            self.chunks.reserve(self.max_blocks());
+            self.spare.reserve(self.max_blocks());
+            for _ in 0..self.max_blocks() {
+                self.spare.push(self.new_block());
+            }
+        }
     }
 
     /// Appends as much of `data` as fits and returns how many bytes were taken (fewer than
     /// `data.len()` when the buffer fills: the application must retry the rest later).
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        if n > 0 && self.blocks() == 0 {
-            // Every block this buffer will ever need, at its first write: a connection that
-            // never sends allocates nothing, and one that does never allocates again.
-            self.chunks.reserve(self.max_blocks());
-            self.spare.reserve(self.max_blocks());
-            for _ in 0..self.max_blocks() {
-                self.spare.push(self.new_block());
-            }
+        if n > 0 {
+            self.allocate_blocks();
         }
         let mut rest = &data[..n];
         while !rest.is_empty() {
@@ -252,6 +318,59 @@ impl SendBuffer {
         }
         self.len += n;
         n
+    }
+
+    /// Lends the block that the next write would start, for up to `want` bytes, so that the
+    /// application can fill it without the stack's lock: a blocking socket's write then
+    /// copies while the reader copies too (docs/benchmarks.md, item 33). `None` unless the
+    /// next byte would go at the start of a block that nothing holds (the stream ends at a
+    /// block boundary: a writer of whole blocks, such as 64 KiB writes), there is room,
+    /// and no block is lent already; then [`write`](Self::write) is the way. While the
+    /// block is out, the buffer takes no other write.
+    pub fn lend(&mut self, want: usize) -> Option<LentBlock> {
+        let n = want.min(self.free()).min(self.block_size);
+        if n == 0 || self.tail_at != 0 {
+            return None;
+        }
+        self.allocate_blocks();
+        let block = match self.chunks.back() {
+            // The only chunk, all acknowledged and kept for the next write
+            // (`retire_front`): its block is the one to lend.
+            Some(tail) if tail.start == tail.end && !tail.block.is_shared() => {
+                self.chunks.pop_back()?.block
+            }
+            // A tail with room would take the bytes; with `tail_at` 0 it has none, but a
+            // shared one may sit anywhere in its block.
+            Some(tail) if tail.end < self.block_size => return None,
+            _ => self.fresh_block(),
+        };
+        self.lent = n;
+        self.lending = true;
+        Some(LentBlock { block, len: n })
+    }
+
+    /// Appends a lent block's bytes, all [`LentBlock::len`] of them, to the stream.
+    pub fn put_back(&mut self, lent: LentBlock) {
+        if lent.len == 0 {
+            // No chunk is ever empty but a kept one at the front (`retire_front`).
+            return self.give_back(lent);
+        }
+        self.lending = false;
+        self.lent = 0;
+        self.len += lent.len;
+        self.tail_at = lent.len % self.block_size;
+        self.chunks.push_back(Chunk {
+            block: lent.block,
+            start: 0,
+            end: lent.len,
+        });
+    }
+
+    /// Takes a lent block back unused (its connection can no longer send).
+    pub fn give_back(&mut self, lent: LentBlock) {
+        self.lending = false;
+        self.lent = 0;
+        self.keep_spare(lent.block);
     }
 
     /// A block of the current size that nothing else holds: a spare one if one is free, a
@@ -718,5 +837,61 @@ mod tests {
         b.write(b"secret");
         let shown = format!("{b:?}");
         assert!(shown.contains("len: 6") && !shown.contains("secret"));
+    }
+
+    /// A block is lent only when the stream ends at a block boundary, is filled outside,
+    /// and comes back as the next bytes of the stream; meanwhile the buffer takes nothing
+    /// else, and its blocks stay the same in number.
+    #[test]
+    fn a_lent_block_comes_back_as_the_next_bytes() {
+        let mut b = SendBuffer::with_block_size(64, 16);
+        assert_eq!(b.write(b"0123456789abcdef"), 16, "one whole block");
+        let blocks = b.blocks();
+        let mut lent = b.lend(40).expect("at a block boundary");
+        assert_eq!(lent.len(), 16, "at most a block");
+        assert!(b.is_lending());
+        assert_eq!(b.free(), 0, "nothing else is written meanwhile");
+        assert_eq!(b.write(b"x"), 0);
+        assert!(b.lend(1).is_none(), "one block out at a time");
+        assert_eq!(b.blocks(), blocks, "the lent block still counts");
+        assert_eq!(lent.fill(b"ghijklmnopqrstuvwxyz"), 16);
+        b.put_back(lent);
+        assert!(!b.is_lending());
+        assert_eq!((b.len(), b.free()), (32, 32));
+        let mut out = [0u8; 32];
+        assert_eq!(b.read_at(0, &mut out), 32);
+        assert_eq!(&out, b"0123456789abcdefghijklmnopqrstuv");
+        // A short fill appends only what it copied; the stream then ends mid-block, and
+        // the next write copies as before.
+        let mut lent = b.lend(16).expect("at a block boundary again");
+        assert_eq!(lent.fill(b"WXYZ"), 4);
+        b.put_back(lent);
+        assert_eq!(b.len(), 36);
+        assert!(b.lend(16).is_none(), "mid-block: write, not lend");
+        assert_eq!(b.write(b"!"), 1);
+        let mut tail = [0u8; 5];
+        assert_eq!(b.read_at(32, &mut tail), 5);
+        assert_eq!(&tail, b"WXYZ!");
+        assert_eq!(b.blocks(), blocks);
+    }
+
+    /// A lent block given back unused leaves the stream as it was, and the block among the
+    /// spares; a buffer emptied by acknowledgment lends the block it kept.
+    #[test]
+    fn a_lent_block_given_back_changes_nothing() {
+        let mut b = SendBuffer::with_block_size(32, 16);
+        let lent = b.lend(8).expect("an empty buffer is at a boundary");
+        let blocks = b.blocks();
+        b.give_back(lent);
+        assert_eq!((b.len(), b.free(), b.blocks()), (0, 32, blocks));
+        assert_eq!(b.write(b"0123456789abcdef"), 16);
+        b.consume(16);
+        let mut lent = b.lend(16).expect("the kept block");
+        assert_eq!(b.blocks(), blocks, "no block taken from elsewhere");
+        lent.fill(b"ABCDEFGHIJKLMNOP");
+        b.put_back(lent);
+        let mut out = [0u8; 16];
+        assert_eq!(b.read_at(0, &mut out), 16);
+        assert_eq!(&out, b"ABCDEFGHIJKLMNOP");
     }
 }

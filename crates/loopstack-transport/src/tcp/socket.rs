@@ -27,6 +27,7 @@ use super::config::TcpConfig;
 use super::conn::{Connection, Ctx, Outgoing, State, TcpInfo};
 use super::deadlines::Deadlines;
 use super::isn::IsnGenerator;
+use super::sendbuf::LentBlock;
 use super::seq::SeqNum;
 use super::stats::TcpStats;
 use super::wire::{Flags, Header, MAX_HEADER_LEN};
@@ -525,12 +526,55 @@ impl Tcp {
         c.send(data)
     }
 
+    /// [`send`](Self::send) in two steps: lends the send-buffer block the next bytes go
+    /// into, for a caller that fills it without the stack's lock held and hands it back
+    /// with [`send_commit`](Self::send_commit) (a blocking socket's write, so that its copy
+    /// runs while the reader copies too: docs/benchmarks.md, item 33). `Ok(None)`: the
+    /// buffer cannot lend one now, use `send`. While a block is out, the connection takes
+    /// no other write (`WouldBlock`).
+    pub fn send_lend(&mut self, h: TcpHandle, want: usize) -> Result<Option<LentBlock>, Error> {
+        let (c, _) = self.conn_mut(h)?;
+        c.send_lend(want)
+    }
+
+    /// Appends a block from [`send_lend`](Self::send_lend), filled, to the connection's
+    /// stream; returns the bytes added. A handle gone meanwhile drops the block.
+    pub fn send_commit(&mut self, h: TcpHandle, lent: LentBlock) -> Result<usize, Error> {
+        let (c, _) = self.conn_mut(h)?;
+        let n = c.send_commit(lent)?;
+        self.shared.stats.lent_writes += 1;
+        Ok(n)
+    }
+
     /// Reads bytes; `Ok(0)` at end of file, [`Error::WouldBlock`] when nothing is queued.
     pub fn recv(&mut self, h: TcpHandle, out: &mut [u8]) -> Result<usize, Error> {
         let c = conn_in(&mut self.slots, &mut self.dirty, h)?;
         // The buffers read to their end go to this layer's stock, for the next segment.
         let pool = &mut self.pool;
         c.recv_recycling(out, |b| pool.recycle(b))
+    }
+
+    /// [`recv`](Self::recv), or, when the bytes queued first come in buffers that fit in
+    /// `out` whole, those buffers themselves, moved into the first places of `bufs` for the
+    /// caller to copy out of later: [`Received::Taken`]. A blocking socket does that copy
+    /// after letting go of the stack's lock, so that the writer's copy into the send
+    /// buffer and the reader's copy out run at the same time (docs/benchmarks.md, item 33).
+    /// What is taken counts as read, and the window opens as for `recv`.
+    pub fn recv_or_take(
+        &mut self,
+        h: TcpHandle,
+        out: &mut [u8],
+        bufs: &mut [Option<PacketBuf>],
+    ) -> Result<Received, Error> {
+        let c = conn_in(&mut self.slots, &mut self.dirty, h)?;
+        let (buffers, bytes) = c.recv_take(out.len(), bufs);
+        if buffers > 0 {
+            self.shared.stats.taken_reads += 1;
+            return Ok(Received::Taken { buffers, bytes });
+        }
+        let pool = &mut self.pool;
+        c.recv_recycling(out, |b| pool.recycle(b))
+            .map(Received::Copied)
     }
 
     /// Copies queued bytes without consuming them.
@@ -1199,6 +1243,22 @@ impl Tcp {
             self.free_slot_later(index);
         }
     }
+}
+
+/// What [`Tcp::recv_or_take`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Copied this many bytes into the caller's buffer, as [`Tcp::recv`] does (`0`: end of
+    /// file, or an empty buffer given).
+    Copied(usize),
+    /// Moved this many whole buffers, holding `bytes` bytes together, into the first places
+    /// of the caller's array; the caller copies them out.
+    Taken {
+        /// Buffers moved.
+        buffers: usize,
+        /// Bytes they hold.
+        bytes: usize,
+    },
 }
 
 /// Entries of [`Tcp`]'s demux cache.

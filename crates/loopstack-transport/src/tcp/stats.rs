@@ -58,6 +58,18 @@ pub struct TcpStats {
     pub abort_on_timeout: u64,
     /// Segments dropped because no buffer could be had for them (back-pressure).
     pub out_no_buffer: u64,
+    /// Writes whose bytes were copied into a lent send-buffer block ([`Tcp::send_lend`]):
+    /// a blocking socket's large writes, copied without the stack's lock. No Linux
+    /// counter; not in [`render_snmp`](Self::render_snmp).
+    ///
+    /// [`Tcp::send_lend`]: super::Tcp::send_lend
+    pub lent_writes: u64,
+    /// Reads that took whole received buffers to copy out of ([`Tcp::recv_or_take`]): a
+    /// blocking socket's large reads, copied without the stack's lock. Not in
+    /// [`render_snmp`](Self::render_snmp) either.
+    ///
+    /// [`Tcp::recv_or_take`]: super::Tcp::recv_or_take
+    pub taken_reads: u64,
 }
 
 impl TcpStats {
