@@ -513,7 +513,7 @@ fn tcp_echo<O: Write, T: Write>(
     Ok(listener)
 }
 
-/// Section 8: a UDP echo on [::1]:7, and a datagram to a port nobody listens on. Returns
+/// Section 8: a UDP echo on `[::1]:7`, and a datagram to a port nobody listens on. Returns
 /// the server's socket, so the socket list at the end shows it.
 fn udp_echo<O: Write, T: Write>(
     t: &mut Narrator<'_, O, T>,
