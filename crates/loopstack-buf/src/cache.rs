@@ -152,7 +152,10 @@ impl PoolCache {
     /// Takes back a packet its owner is done with: into the stock if it came from this
     /// cache's pool and its class's stock has room, otherwise dropped as usual (back to
     /// its own pool's free list).
-    #[inline]
+    // Always inlined: a few loads and a push in the common case, called once per packet
+    // consumed; left to the inliner it went out of line in TCP's read path when that
+    // path gained a second caller (docs/benchmarks.md, item 33).
+    #[inline(always)]
     pub fn recycle(&mut self, buf: PacketBuf) {
         let class = buf.class();
         let (Some(stock), Some(&limit)) = (self.stock.get_mut(class), self.limits.get(class))

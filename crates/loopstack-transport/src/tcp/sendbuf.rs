@@ -275,15 +275,16 @@ impl SendBuffer {
         self.lending
     }
 
-    /// Every block this buffer will ever need, at its first write: a connection that never
-    /// sends allocates nothing, and one that does never allocates again.
+    /// Every block this buffer will ever need, at its first write (`blocks() == 0`): a
+    /// connection that never sends allocates nothing, and one that does never allocates
+    /// again. Out of line: it runs once per connection, and the check before it on every
+    /// write.
+    #[cold]
     fn allocate_blocks(&mut self) {
-        if self.blocks() == 0 {
-            self.chunks.reserve(self.max_blocks());
-            self.spare.reserve(self.max_blocks());
-            for _ in 0..self.max_blocks() {
-                self.spare.push(self.new_block());
-            }
+        self.chunks.reserve(self.max_blocks());
+        self.spare.reserve(self.max_blocks());
+        for _ in 0..self.max_blocks() {
+            self.spare.push(self.new_block());
         }
     }
 
@@ -291,7 +292,7 @@ impl SendBuffer {
     /// `data.len()` when the buffer fills: the application must retry the rest later).
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        if n > 0 {
+        if n > 0 && self.blocks() == 0 {
             self.allocate_blocks();
         }
         let mut rest = &data[..n];
@@ -332,7 +333,9 @@ impl SendBuffer {
         if n == 0 || self.tail_at != 0 {
             return None;
         }
-        self.allocate_blocks();
+        if self.blocks() == 0 {
+            self.allocate_blocks();
+        }
         let block = match self.chunks.back() {
             // The only chunk, all acknowledged and kept for the next write
             // (`retire_front`): its block is the one to lend.
