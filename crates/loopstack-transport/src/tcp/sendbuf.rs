@@ -157,10 +157,9 @@ pub struct SendBuffer {
     /// the block size, even in a block started after a shared one was sealed, so blocks
     /// stay aligned with the application's writes.
     tail_at: usize,
-    /// Bytes reserved by the block lent out ([`lend`](Self::lend)), 0 if none is.
-    lent: usize,
-    /// Whether a block is lent out: it counts among the buffer's blocks, and nothing else
-    /// is written until it comes back, so the stream keeps the order of the writes.
+    /// Whether a block is lent out ([`lend`](Self::lend)): it counts among the buffer's
+    /// blocks, and nothing else is written until it comes back, so the stream keeps the
+    /// order of the writes.
     lending: bool,
 }
 
@@ -225,7 +224,6 @@ impl SendBuffer {
             spare: Vec::new(),
             block_size: block_size.max(1),
             tail_at: 0,
-            lent: 0,
             lending: false,
         }
     }
@@ -267,7 +265,7 @@ impl SendBuffer {
         if self.lending {
             return 0;
         }
-        self.capacity - self.len - self.lent
+        self.capacity - self.len
     }
 
     /// Whether a block is lent out ([`lend`](Self::lend)).
@@ -347,7 +345,6 @@ impl SendBuffer {
             Some(tail) if tail.end < self.block_size => return None,
             _ => self.fresh_block(),
         };
-        self.lent = n;
         self.lending = true;
         Some(LentBlock { block, len: n })
     }
@@ -359,7 +356,6 @@ impl SendBuffer {
             return self.give_back(lent);
         }
         self.lending = false;
-        self.lent = 0;
         self.len += lent.len;
         self.tail_at = lent.len % self.block_size;
         self.chunks.push_back(Chunk {
@@ -372,7 +368,6 @@ impl SendBuffer {
     /// Takes a lent block back unused (its connection can no longer send).
     pub fn give_back(&mut self, lent: LentBlock) {
         self.lending = false;
-        self.lent = 0;
         self.keep_spare(lent.block);
     }
 
