@@ -786,6 +786,13 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
 
+    /// A stack's core with one spinner place and `busy_poll` of busy-polling.
+    fn test_core(busy_poll: Duration) -> Arc<Core> {
+        let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
+        core.busy_poll.store(nanos(busy_poll), Ordering::Relaxed);
+        core
+    }
+
     /// Waits, for at most 10 s, until `done` holds; panics with `what` otherwise.
     fn wait_for(what: &str, done: impl Fn() -> bool) {
         let end = std::time::Instant::now() + Duration::from_secs(10);
@@ -802,8 +809,7 @@ mod tests {
     #[test]
     fn a_call_busy_polls_for_a_held_lock_before_it_sleeps() {
         for busy_poll in [Duration::from_secs(600), Duration::ZERO] {
-            let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
-            core.busy_poll.store(nanos(busy_poll), Ordering::Relaxed);
+            let core = test_core(busy_poll);
             let holding = Arc::new(AtomicBool::new(false));
             let holder = {
                 let (core, holding) = (Arc::clone(&core), Arc::clone(&holding));
@@ -834,9 +840,7 @@ mod tests {
     /// spin for its own next wait instead of sleeping.
     #[test]
     fn a_spinner_gives_its_place_back_before_it_takes_the_lock() {
-        let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
-        core.busy_poll
-            .store(nanos(Duration::from_secs(600)), Ordering::Relaxed);
+        let core = test_core(Duration::from_secs(600));
         let waiter = {
             let core = Arc::clone(&core);
             std::thread::spawn(move || {
@@ -915,9 +919,7 @@ mod tests {
     fn spinning_waiter(
         then: fn(&Core, &mut MutexGuard<'_, State>),
     ) -> (Arc<Core>, std::thread::JoinHandle<bool>) {
-        let core = Arc::new(Core::new(Stack::new(StackConfig::default()).unwrap(), 1));
-        core.busy_poll
-            .store(nanos(Duration::from_micros(300)), Ordering::Relaxed);
+        let core = test_core(Duration::from_micros(300));
         let waiter = {
             let core = Arc::clone(&core);
             std::thread::spawn(move || {

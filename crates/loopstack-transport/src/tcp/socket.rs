@@ -1013,13 +1013,13 @@ impl Tcp {
     /// earlier. Asks the dirty connections and at most `STALE_MAX` + 1 clean ones, however
     /// many connections there are.
     pub fn poll_at(&self) -> Option<Instant> {
-        let mut next = self.deadlines.earliest_real(|index| {
-            if self.is_dirty(index) {
-                None
-            } else {
-                self.deadline_of(index)
-            }
-        });
+        // Dirty connections are asked below, whatever their entries say.
+        let mut next =
+            self.deadlines
+                .earliest_real(|index| match &self.slots[index as usize].sock {
+                    Some(Sock::Conn(c)) if !c.dirty => c.conn.poll_at(),
+                    _ => None,
+                });
         for &index in &self.dirty {
             if let Some(Sock::Conn(c)) = &self.slots[index as usize].sock {
                 next = Instant::earliest(next, c.conn.poll_at());
