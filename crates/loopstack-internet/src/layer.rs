@@ -743,6 +743,20 @@ impl Internet {
         if self.is_current(path) {
             return self.transmit_prepared(now, packet, path, links);
         }
+        self.send_rerouted(now, packet, path, links)
+    }
+
+    /// [`send_prepared`](Self::send_prepared) along a stale path: routed afresh for this
+    /// packet. Out of line, so that the current path's case stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn send_rerouted<L: Links>(
+        &mut self,
+        now: Instant,
+        packet: PacketBuf,
+        path: &Prepared,
+        links: &mut L,
+    ) -> Result<(), SendError> {
         let decision = self.route_out(path.dst)?;
         let fresh = self.prepare_routed(path.dst, decision, path.protocol, path.options)?;
         self.transmit_prepared(now, packet, &fresh, links)
@@ -759,6 +773,7 @@ impl Internet {
     /// The per-packet part of a send along a current path: the refusal it carries, if any,
     /// else the IP header (the prepared one, with this packet's length, identification and
     /// checksum) and the way down.
+    #[inline(always)]
     fn transmit_prepared<L: Links>(
         &mut self,
         now: Instant,
@@ -872,6 +887,7 @@ impl Internet {
     // The family is an argument because both callers know it already: reading it from the
     // packet again cost about 20 instructions per datagram (docs/benchmarks.md, item 19).
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn finish<L: Links>(
         &mut self,
         now: Instant,

@@ -60,9 +60,63 @@ pub enum StackError {
 /// threads: the blocking sockets keep theirs behind a mutex.
 pub type BoxedDevice = Box<dyn Device + Send>;
 
+/// A device as a stack holds it. The plain `lo` of [`Stack::new`] is held by value, so
+/// that the calls every packet makes into it (`transmit`, `receive`, `capabilities`) are
+/// static and inlined rather than made through a vtable: about 30 instructions of a
+/// 64-byte datagram's 1,240 (docs/benchmarks.md, item 34). Any other device, `lo` wrapped
+/// in middleware included, is boxed.
+enum Held {
+    Lo(Loopback),
+    Boxed(BoxedDevice),
+}
+
+impl Held {
+    #[inline(always)]
+    fn get(&self) -> &(dyn Device + Send + 'static) {
+        match self {
+            Held::Lo(d) => d,
+            Held::Boxed(d) => d.as_ref(),
+        }
+    }
+
+    #[inline(always)]
+    fn get_mut(&mut self) -> &mut (dyn Device + Send + 'static) {
+        match self {
+            Held::Lo(d) => d,
+            Held::Boxed(d) => d.as_mut(),
+        }
+    }
+
+    // The per-packet calls match on the variant themselves: going through `get` would
+    // make every call dynamic again.
+    #[inline(always)]
+    fn capabilities(&self) -> DeviceCapabilities {
+        match self {
+            Held::Lo(d) => d.capabilities(),
+            Held::Boxed(d) => d.capabilities(),
+        }
+    }
+
+    #[inline(always)]
+    fn transmit(&mut self, now: Instant, packet: PacketBuf) -> Result<(), TxError> {
+        match self {
+            Held::Lo(d) => d.transmit(now, packet),
+            Held::Boxed(d) => d.transmit(now, packet),
+        }
+    }
+
+    #[inline(always)]
+    fn receive(&mut self, now: Instant) -> Option<PacketBuf> {
+        match self {
+            Held::Lo(d) => d.receive(now),
+            Held::Boxed(d) => d.receive(now),
+        }
+    }
+}
+
 /// The devices of a stack, by interface index: what the internet layer sends through.
 pub struct Devices {
-    list: Vec<(InterfaceId, BoxedDevice)>,
+    list: Vec<(InterfaceId, Held)>,
     /// Packets handed to any device so far: `Stack::poll` compares it before and after a
     /// pass over the devices to know whether the stack itself gave them anything new.
     transmitted: u64,
@@ -71,13 +125,17 @@ pub struct Devices {
 impl std::fmt::Debug for Devices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.list.iter().map(|(id, d)| (id, d.name().to_string())))
+            .entries(
+                self.list
+                    .iter()
+                    .map(|(id, d)| (id, d.get().name().to_string())),
+            )
             .finish()
     }
 }
 
 impl Devices {
-    fn get_mut(&mut self, iface: InterfaceId) -> Option<&mut BoxedDevice> {
+    fn get_mut(&mut self, iface: InterfaceId) -> Option<&mut Held> {
         self.list
             .iter_mut()
             .find(|(id, _)| *id == iface)
@@ -120,12 +178,16 @@ impl Stack {
     /// A stack with a plain `lo` (127.0.0.1/8 and ::1/128).
     pub fn new(config: StackConfig) -> Result<Self, StackError> {
         let lo = Loopback::with_config(config.loopback.clone())?;
-        Stack::with_loopback(config, Box::new(lo))
+        Stack::with_held(config, Held::Lo(lo))
     }
 
     /// A stack whose `lo` is `lo`: a [`Loopback`] wrapped in middleware (capture, fault
     /// injection, tracing), or any device that loops packets back.
     pub fn with_loopback(config: StackConfig, lo: BoxedDevice) -> Result<Self, StackError> {
+        Stack::with_held(config, Held::Boxed(lo))
+    }
+
+    fn with_held(config: StackConfig, lo: Held) -> Result<Self, StackError> {
         let pool = PacketPool::new(config.pool.clone())?;
         let mut ip = Internet::new(pool.clone(), config.internet.clone());
         // The interface's MTU is the device's: a test may shrink `lo` to see segmentation.
@@ -165,7 +227,7 @@ impl Stack {
         for &a in addrs {
             self.ip.add_address(id, a)?;
         }
-        self.devices.list.push((id, device));
+        self.devices.list.push((id, Held::Boxed(device)));
         Ok(id)
     }
 
@@ -205,12 +267,12 @@ impl Stack {
             .list
             .iter()
             .find(|(id, _)| *id == iface)
-            .map(|(_, d)| d.as_ref())
+            .map(|(_, d)| d.get())
     }
 
     /// The device behind `iface`, to hand it packets from outside or take them away.
     pub fn device_mut(&mut self, iface: InterfaceId) -> Option<&mut (dyn Device + Send + 'static)> {
-        self.devices.get_mut(iface).map(|d| d.as_mut())
+        self.devices.get_mut(iface).map(|d| d.get_mut())
     }
 
     // ------------------------------------------------------------------ sockets
@@ -338,7 +400,7 @@ impl Stack {
     pub fn poll_at(&self) -> Option<Instant> {
         let mut next = Instant::earliest(self.ip.poll_at(), self.transport.poll_at());
         for (_, d) in &self.devices.list {
-            next = Instant::earliest(next, d.poll_at());
+            next = Instant::earliest(next, d.get().poll_at());
         }
         next
     }
