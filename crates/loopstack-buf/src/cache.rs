@@ -124,7 +124,7 @@ impl PoolCache {
 
     /// Like [`PacketPool::alloc`]: an empty buffer for a packet of up to `len` bytes, from
     /// the stock if it has one of the right class, otherwise from the pool.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, len: usize) -> Result<PacketBuf, PoolError> {
         let inner = self.pool.inner();
         let class = inner.class_for(len)?;

@@ -209,7 +209,7 @@ const SENDER_NOTE: usize = 19;
 impl Datagram {
     /// `payload` with its sender noted in front of it; `payload` back if its headroom is
     /// too short for the note.
-    #[inline]
+    #[inline(always)]
     fn new(mut payload: PacketBuf, ip: IpAddr, port: u16) -> Result<Self, PacketBuf> {
         let Some(note) = payload.note_mut::<SENDER_NOTE>() else {
             return Err(payload);
