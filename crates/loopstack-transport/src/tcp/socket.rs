@@ -1290,6 +1290,8 @@ enum Payload<'a> {
 /// Builds the packet for one segment: the header, the payload (copied, or attached from the
 /// send buffer), and the partial checksum (the pseudo-header's sum), which the IP layer
 /// finishes unless the device offloads it ([`SendOptions::checksum_at`]).
+// Always inlined into `transmit`, its one caller per segment (docs/benchmarks.md, item 34).
+#[inline(always)]
 fn build_segment(
     pool: &mut PoolCache,
     path: &Prepared,
