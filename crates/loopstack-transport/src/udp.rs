@@ -352,6 +352,8 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
 /// peer (and is the most specific match: at most one socket holds a key, so a connected one
 /// is the exact-address match). The socket itself, not its index: the receive path then
 /// queues on it without finding its slot a second time.
+// Always inlined into `receive`, its one per-datagram caller (docs/benchmarks.md, item 34).
+#[inline(always)]
 fn lookup<'a>(
     demux: &BTreeMap<Key, u32>,
     slots: &'a mut [Slot],
