@@ -4,7 +4,9 @@
 //! Groups are named `scenario/family` (`tcp_bulk/v4`, `tcp_rtt_1B/v6`, ...) and each holds
 //! one benchmark per implementation: `loopstack-poll`, `smoltcp`, `kernel`,
 //! `loopstack-blocking`. The group `memcpy/64KiB` is the physical limit the bulk numbers
-//! are read against: copying 64 KiB blocks that stay in cache. `cargo xtask bench` runs this
+//! are read against: copying 64 KiB blocks that stay in cache; `handoff/64KiB`, measured
+//! right after the bulk rows, is the limit of a two-thread transfer at that moment (two
+//! threads handing 64 KiB chunks over, no stack). `cargo xtask bench` runs this
 //! file and writes the table in docs/benchmarks.md; the scenarios themselves are in
 //! `benches/sidebyside/` (the benches crate's library).
 
@@ -15,8 +17,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 // shared with the paired measurement, so both time the same iterations.
 use loopstack_benches::sidebyside::paired::{BULK_CHUNKS, IMPLS};
 use loopstack_benches::sidebyside::{
-    blocking, kernel, poll, smol, Bulk, Family, OneWay, PingPong, BULK_CHUNK, BURST, DATAGRAM,
-    PING_PONG_SIZES,
+    blocking, handoff, kernel, poll, smol, Bulk, Family, OneWay, PingPong, BULK_CHUNK, BURST,
+    DATAGRAM, PING_PONG_SIZES,
 };
 
 /// Large buffers on page boundaries, so that no implementation's bulk copies land in the
@@ -41,6 +43,22 @@ fn tcp_bulk(c: &mut Criterion) {
         }
         g.finish();
     }
+    // Right after the bulk rows, so that it sees the machine as they did.
+    handoff(c);
+}
+
+/// The limit of a two-thread bulk transfer at the time: two threads handing 64 KiB chunks
+/// over, one copying each in and the other copying it out, no stack between them
+/// (`sidebyside::handoff`). On a VM how fast a chunk written on one vCPU is read on the
+/// other depends on where the host runs them, and blocking mode's bulk follows it.
+fn handoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handoff");
+    g.throughput(Throughput::Bytes((BULK_CHUNKS * BULK_CHUNK) as u64));
+    let mut h = handoff::handoff();
+    g.bench_function(BenchmarkId::from_parameter("64KiB"), |b| {
+        b.iter(|| h.transfer(black_box(BULK_CHUNKS)))
+    });
+    g.finish();
 }
 
 fn tcp_rtt(c: &mut Criterion) {

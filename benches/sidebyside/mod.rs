@@ -12,6 +12,9 @@
 //! primitives (pool, headroom, `lo`'s ring) with every per-packet decision taken once up
 //! front, the yardstick for how much of a datagram's cost is mechanics and how much is
 //! protocol and API work.
+//! And [`handoff`] is no stack at all: two threads handing 64 KiB chunks over, copied in
+//! by one and out by the other, the limit of any two-thread bulk transfer on the machine
+//! at the time, which blocking mode's bulk row is read against.
 //!
 //! Every implementation gives the same four constructors, each returning a scenario that is
 //! connected and warmed up ([`WARM_UP`] iterations) before it is returned:
@@ -40,6 +43,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub mod blocking;
 pub mod floor;
+pub mod handoff;
 pub mod kernel;
 pub mod paired;
 pub mod poll;
