@@ -19,16 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use super::threads::TIMEOUT;
+use super::threads::{spin_wait, SPINS, TIMEOUT};
 use super::{pattern, Bulk, BULK_CHUNK};
 
 /// Chunks in flight at most: one being read while the next is written, as a stack with a
 /// 64 KiB window and a spare send-buffer block allows.
 const SLOTS: usize = 2;
-
-/// Looks at a counter this many times before yielding between looks (on one CPU the
-/// other thread needs it).
-const SPINS: u32 = 1 << 12;
 
 /// What both threads share.
 struct Shared {
@@ -48,24 +44,6 @@ pub struct Handoff {
     shared: Arc<Shared>,
     data: Vec<u8>,
     reader: Option<JoinHandle<()>>,
-}
-
-/// Waits until `done` holds: spins, then yields between looks; panics after
-/// [`TIMEOUT`] with `what`.
-fn wait(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    let mut looks = 0u32;
-    while !done() {
-        looks = looks.saturating_add(1);
-        if looks < SPINS {
-            std::hint::spin_loop();
-            continue;
-        }
-        thread::yield_now();
-        if looks.is_multiple_of(1024) && start.elapsed() > TIMEOUT {
-            panic!("handoff: {what}");
-        }
-    }
 }
 
 /// Writes the chunk's number into its first 8 bytes, where the reader checks it.
@@ -104,7 +82,7 @@ fn read_all(shared: &Shared) {
     let mut n = 0u64;
     loop {
         let start = Instant::now();
-        let mut looks = 0u32;
+        let mut looks = 0u64;
         while shared.written.load(Ordering::Acquire) <= n {
             if shared.stop.load(Ordering::Relaxed) {
                 return;
@@ -142,9 +120,8 @@ impl Bulk for Handoff {
         let end = start + chunks as u64;
         for n in start..end {
             // The slot is free once the reader has taken the chunk SLOTS before this one.
-            wait("the reader fell behind for 10 s", || {
-                shared.read.load(Ordering::Acquire) + SLOTS as u64 > n
-            });
+            let free = spin_wait(|| shared.read.load(Ordering::Acquire) + SLOTS as u64 > n);
+            assert!(free, "handoff: the reader fell behind for 10 s");
             {
                 let slot = (n % SLOTS as u64) as usize;
                 let mut chunk = shared.slots[slot].lock().unwrap_or_else(|e| e.into_inner());
@@ -153,9 +130,8 @@ impl Bulk for Handoff {
             }
             shared.written.store(n + 1, Ordering::Release);
         }
-        wait("the reader did not finish in 10 s", || {
-            shared.read.load(Ordering::Acquire) >= end
-        });
+        let done = spin_wait(|| shared.read.load(Ordering::Acquire) >= end);
+        assert!(done, "handoff: the reader did not finish in 10 s");
         assert!(
             !shared.broken.load(Ordering::Acquire),
             "handoff: a chunk arrived out of order or damaged"

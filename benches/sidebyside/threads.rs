@@ -282,11 +282,31 @@ struct Progress {
     read: AtomicU64,
 }
 
-/// How many times [`TcpBulk::wait_read`] looks, with a `spin_loop` hint between looks,
-/// before it starts yielding the CPU between them. A count, not a measured time, and not
-/// tuned: it only bounds how long the client keeps a CPU that, on a machine with one, the
-/// server needs.
-const SPINS: u64 = 1 << 12;
+/// How many times [`spin_wait`] looks, with a `spin_loop` hint between looks, before it
+/// starts yielding the CPU between them. A count, not a measured time, and not tuned: it
+/// only bounds how long a waiting thread keeps a CPU that, on a machine with one, the
+/// thread it waits for needs.
+pub(super) const SPINS: u64 = 1 << 12;
+
+/// Waits until `done` holds: looks [`SPINS`] times with a `spin_loop` hint between looks,
+/// then yields the CPU between looks (on a machine with one CPU the thread it waits for
+/// needs it). Returns false if [`TIMEOUT`] passes first.
+pub(super) fn spin_wait(done: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    let mut tries = 0u64;
+    while !done() {
+        tries += 1;
+        if tries < SPINS {
+            std::hint::spin_loop();
+            continue;
+        }
+        thread::yield_now();
+        if tries.is_multiple_of(1024) && start.elapsed() > TIMEOUT {
+            return false;
+        }
+    }
+    true
+}
 
 pub(super) fn tcp_bulk<S: Sockets>(net: &S, family: Family, probe: Option<Probe>) -> TcpBulk<S> {
     let (stream, mut conn) = tcp_pair(net, family);
@@ -355,19 +375,9 @@ impl<S: Sockets> TcpBulk<S> {
     /// Waits until the server has read `target` bytes: spins, then yields the CPU (on a
     /// machine with one CPU the server needs it), and panics after [`TIMEOUT`].
     fn wait_read(&self, target: u64) {
-        let start = std::time::Instant::now();
-        let mut tries = 0u64;
-        while self.progress.read.load(Ordering::Acquire) < target {
-            tries += 1;
-            if tries < SPINS {
-                std::hint::spin_loop();
-                continue;
-            }
-            thread::yield_now();
-            if tries.is_multiple_of(1024) && start.elapsed() > TIMEOUT {
-                let read = self.progress.read.load(Ordering::Acquire);
-                panic!("{} bulk: the server read {read} of {target} bytes", S::NAME);
-            }
+        if !spin_wait(|| self.progress.read.load(Ordering::Acquire) >= target) {
+            let read = self.progress.read.load(Ordering::Acquire);
+            panic!("{} bulk: the server read {read} of {target} bytes", S::NAME);
         }
     }
 }
