@@ -27,7 +27,7 @@ use loopstack_link::Instant;
 use loopstack_transport::tcp::isn::IsnGenerator;
 use loopstack_transport::tcp::{State, TcpConfig};
 use loopstack_transport::Error;
-use script::{pattern, seg, Family, Script, IRS, ISS, OUR_WSCALE, PEER_WSCALE};
+use script::{pattern, seg, Family, Script, Seg, IRS, ISS, OUR_WSCALE, PEER_WSCALE};
 
 /// Defines a rule's script, `fn name(f: Family)`, and two tests running it over IPv4 and
 /// IPv6.
@@ -1143,6 +1143,45 @@ rule! {
         assert_eq!(t.info().snd_wnd, 100);
         t.recv(seg().ack().seq(IRS + 1).ack_n(ISS + 1).window(100).len(10));
         t.expect(seg().ack().ack_n(IRS + 11).window(65535));
+    }
+}
+
+rule! {
+    /// `TcpConfig::timestamps` off (Linux's `net.ipv4.tcp_timestamps = 0`): our SYN does
+    /// not offer the option, a SYN,ACK that carries it anyway is read without it (RFC 7323
+    /// 3.2 allows the option after the SYN only when the SYN had it), a peer's SYN that
+    /// offers it gets a SYN,ACK without it, and no later segment carries it, so no
+    /// segment gives up 12 bytes of payload to it.
+    fn timestamps_off_neither_offers_nor_takes_them(f) {
+        let config = TcpConfig {
+            timestamps: false,
+            ..TcpConfig::default()
+        };
+        let with_ts = |s: Seg, tsval: u32, ecr: u32| s.timestamps(Some((tsval, ecr)));
+
+        // Active open.
+        let mut t = Script::client_with(f, config.clone());
+        t.expect(seg().syn().seq(ISS).wscale(OUR_WSCALE).timestamps(None));
+        t.advance(ms(10));
+        t.recv(with_ts(Script::peer_syn_ack(f).wscale(PEER_WSCALE), 5000, 1));
+        assert_eq!(t.state(), State::Established);
+        t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 1).timestamps(None));
+        assert_eq!(t.info().snd_mss, f.mss(), "no payload given up to the option");
+        t.write(&pattern(0, 100));
+        t.expect(seg().ack().seq(ISS + 1).len(100).timestamps(None));
+        // The peer goes on sending the option: its data is taken all the same.
+        t.recv(with_ts(seg().ack().seq(IRS + 1).ack_n(ISS + 101), 5001, 7).len(10));
+        t.expect(seg().ack().seq(ISS + 101).ack_n(IRS + 11).timestamps(None));
+        assert_eq!(t.read_all().len(), 10);
+
+        // Passive open: the peer's SYN offers timestamps, our SYN,ACK does not take them.
+        let syn = with_ts(Script::peer_syn(f), 12345, 0);
+        let mut t = Script::server_from(f, config, syn);
+        t.expect(seg().syn().ack().seq(ISS).ack_n(IRS + 1).timestamps(None));
+        assert_eq!(t.info().snd_mss, f.mss());
+        t.recv(with_ts(seg().ack().seq(IRS + 1).ack_n(ISS + 1), 12346, 0).len(10));
+        assert_eq!(t.state(), State::Established);
+        t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 11).timestamps(None));
     }
 }
 

@@ -41,6 +41,15 @@ pub struct TcpConfig {
     /// Disable Nagle's algorithm on new connections (`TCP_NODELAY`). Default false: Nagle
     /// on (RFC 1122 4.2.3.4), as in every stack; per connection it can be switched off.
     pub nodelay: bool,
+    /// Offer TCP timestamps (RFC 7323 3) on our SYN, and accept them on a peer's: Linux's
+    /// `net.ipv4.tcp_timestamps`. Default true, as on Linux: every segment then carries
+    /// 12 bytes of option, every ACK of new data is a round-trip sample (RFC 7323 4) and
+    /// old duplicates are refused by PAWS (RFC 7323 5). Off, a connection measures one
+    /// round trip per window (RFC 6298 3, Karn's rule), as with a peer that does not offer
+    /// them, and sends 12 bytes less per segment; the poll-mode side-by-side benchmarks
+    /// turn them off to put the same segments on the wire as smoltcp, which does not send
+    /// them by default (docs/benchmarks.md, item 36).
+    pub timestamps: bool,
     /// Initial congestion window in segments: ten (RFC 6928, Linux's default).
     pub initial_window: u32,
     /// Out-of-order segments a connection keeps (RFC 9293 3.10.7.4). Beyond this they are
@@ -68,6 +77,7 @@ impl Default for TcpConfig {
             max_retransmissions: 15,
             ack_delay: Duration::ZERO,
             nodelay: false,
+            timestamps: true,
             initial_window: 10,
             max_out_of_order: 64,
             challenge_acks_per_sec: 1000,

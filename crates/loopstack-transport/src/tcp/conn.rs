@@ -247,6 +247,9 @@ pub struct Connection {
 
     /// Both SYNs carried timestamps: every segment carries them (RFC 7323 3.2).
     ts_enabled: bool,
+    /// We use timestamps if the peer does ([`TcpConfig::timestamps`]): our SYN offers
+    /// them, and a peer's SYN that carries them turns them on.
+    ts_wanted: bool,
     /// TS.Recent: the timestamp to echo (RFC 7323 4.3).
     ts_recent: u32,
     /// Added to our clock in TSval, so TSvals do not reveal it (RFC 7323 5.4 / 7.1).
@@ -369,6 +372,7 @@ impl Connection {
             offered_shift: shift_for(config.recv_buffer),
             peer_scales: false,
             ts_enabled: false,
+            ts_wanted: config.timestamps,
             ts_recent: 0,
             ts_offset: iss.0.rotate_left(13),
             last_ack_sent: SeqNum(0),
@@ -455,9 +459,12 @@ impl Connection {
             .mss
             .map_or(default_mss(self.remote.is_ipv6()), u32::from);
         self.snd_mss = peer_mss.min(self.our_mss).max(1);
-        // RFC 7323 3.2: timestamps are used when both SYNs carry them. Our SYN always
-        // offers them; a SYN,ACK answers with them only if the peer's SYN had them.
-        if let Some((tsval, _)) = syn.options.timestamps {
+        // RFC 7323 3.2: timestamps are used when both SYNs carry them. Our SYN offers
+        // them unless configured not to; a SYN,ACK answers with them only if the peer's
+        // SYN had them and we want them. A SYN,ACK that carries them though our SYN did
+        // not is read as if it did not: RFC 7323 3.2 lets a TCP send the option after the
+        // SYN only when the initial SYN carried it.
+        if let (Some((tsval, _)), true) = (syn.options.timestamps, self.ts_wanted) {
             self.ts_enabled = true;
             self.ts_recent = tsval;
             // Every segment now carries 12 bytes of option: the payload gives them up, so
@@ -1466,7 +1473,7 @@ impl Connection {
         }
         // Timestamps: offered on our SYN, then on every segment once agreed (RFC 7323 3.2).
         let tsval = self.tsval(self.sending_at);
-        if syn && self.state == State::SynSent {
+        if syn && self.state == State::SynSent && self.ts_wanted {
             h.options.timestamps = Some((tsval, 0));
         } else if self.ts_enabled {
             h.options.timestamps = Some((tsval, self.ts_recent));
