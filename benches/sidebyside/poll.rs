@@ -25,6 +25,11 @@
 //!   until the delayed ACK came (segments now end at send-buffer block ends, and such a
 //!   segment counts as full); the second was where the send buffer's blocks happened to
 //!   land in memory (`rep movsb` and 4 KiB aliasing, docs/benchmarks.md, item 9).
+//! - TCP timestamps (RFC 7323): off (`TcpConfig::timestamps`), as smoltcp sends none by
+//!   default, so both put the same segments on the wire. loopstack's default, like
+//!   Linux's, is on; with them a round trip takes about 3.6% more instructions and 4% to
+//!   5% more time (docs/benchmarks.md, item 36). Blocking mode keeps them, as the kernel
+//!   it is compared with does.
 //! - UDP: the default receive queue bounds (1024 datagrams, 212,992 bytes, Linux's
 //!   `rmem_default`) and `lo`'s default ring (1000 packets). A burst is sent in rounds that
 //!   fit all three, so nothing is dropped whatever `n` is; [`BURST`](super::BURST) = 32
@@ -67,7 +72,7 @@ struct Host {
 impl Host {
     /// A stack for a TCP scenario: 64 KiB socket buffers each way, Nagle off on new
     /// connections if `nodelay`, ACKs delayed by `ack_delay` (zero: at the end of each
-    /// batch of input, loopstack's default).
+    /// batch of input, loopstack's default), no timestamps.
     fn tcp(nodelay: bool, ack_delay: Duration) -> Self {
         let mut config = StackConfig::default();
         // The socket buffers of the comparison (the smoltcp side gives each socket 64 KiB
@@ -77,6 +82,11 @@ impl Host {
         // TCP_NODELAY, inherited by every connection of this stack.
         config.transport.tcp.nodelay = nodelay;
         config.transport.tcp.ack_delay = ack_delay;
+        // No RFC 7323 timestamps, as smoltcp sends none (it has no `tsval` generator by
+        // default): the same segments on the wire, 12 bytes of option fewer on each. They
+        // are on by default, as on Linux; what they cost here is in docs/benchmarks.md,
+        // item 36. (Blocking mode keeps them, as does the kernel it is compared with.)
+        config.transport.tcp.timestamps = false;
         Host::with_config(config)
     }
 
@@ -115,6 +125,10 @@ impl Host {
         };
         assert_eq!(self.stack.tcp().state(client), Ok(State::Established));
         assert_eq!(self.stack.tcp().state(accepted), Ok(State::Established));
+        for end in [client, accepted] {
+            let info = self.stack.tcp().info(end).expect("a connection's info");
+            assert!(!info.timestamps, "no timestamps, as on the smoltcp side");
+        }
         // The listener is not needed any more; closing it frees nothing the
         // connection uses.
         self.stack

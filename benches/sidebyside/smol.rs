@@ -345,8 +345,9 @@ fn tcp_socket(nagle: bool) -> (tcp::Socket<'static>, usize, usize) {
     // in the build cannot change the scenario. Loopback loses nothing; the 64 KiB window is
     // the only limit, as with loopstack on `lo`.
     s.set_congestion_control(tcp::CongestionControl::None);
-    // No TCP timestamps (smoltcp's default: no `tsval` generator), and no keep-alive or
-    // timeout (also defaults): nothing but the exchange itself is on the wire.
+    // No TCP timestamps (smoltcp's default: no `tsval` generator; loopstack's poll-mode
+    // side turns its own off to match), and no keep-alive or timeout (also defaults):
+    // nothing but the exchange itself is on the wire.
     (s, rx_at, tx_at)
 }
 

@@ -1167,6 +1167,7 @@ rule! {
         assert_eq!(t.state(), State::Established);
         t.expect(seg().ack().seq(ISS + 1).ack_n(IRS + 1).timestamps(None));
         assert_eq!(t.info().snd_mss, f.mss(), "no payload given up to the option");
+        assert!(!t.info().timestamps);
         t.write(&pattern(0, 100));
         t.expect(seg().ack().seq(ISS + 1).len(100).timestamps(None));
         // The peer goes on sending the option: its data is taken all the same.
@@ -1232,6 +1233,7 @@ rule! {
         assert_eq!(ecr(&syn_ack), Some(12345), "TSecr = the SYN's TSval");
         let our_tsval = syn_ack.header.options.timestamps.unwrap().0;
         assert_eq!(t.info().snd_mss, f.mss() - 12);
+        assert!(t.info().timestamps);
         assert_eq!(t.info().wscale, Some((OUR_WSCALE, PEER_WSCALE)));
         // The raw path works for the rest of the handshake too.
         let mut ack = raw.clone();

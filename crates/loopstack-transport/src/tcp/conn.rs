@@ -200,6 +200,9 @@ pub struct TcpInfo {
     pub rcv_wnd: u32,
     /// Window scale shifts (ours, the peer's), when negotiated.
     pub wscale: Option<(u8, u8)>,
+    /// Whether both SYNs carried timestamps, so every segment does (RFC 7323 3.2): `ss
+    /// -ti`'s `ts`.
+    pub timestamps: bool,
     /// Bytes sent and not yet acknowledged.
     pub unacked: u32,
     /// Bytes waiting in the send buffer (sent or not).
@@ -565,6 +568,7 @@ impl Connection {
             snd_wnd: self.snd_wnd,
             rcv_wnd: self.rcv_window(),
             wscale: self.peer_scales.then_some((self.rcv_shift, self.snd_shift)),
+            timestamps: self.ts_enabled,
             unacked: self.snd_max - self.snd_una,
             send_queue: self.send_buf.len(),
             recv_queue: self.recv_q.len(),
