@@ -467,7 +467,7 @@ impl Connection {
         // SYN had them and we want them. A SYN,ACK that carries them though our SYN did
         // not is read as if it did not: RFC 7323 3.2 lets a TCP send the option after the
         // SYN only when the initial SYN carried it.
-        if let (Some((tsval, _)), true) = (syn.options.timestamps, self.ts_wanted) {
+        if let Some((tsval, _)) = syn.options.timestamps.filter(|_| self.ts_wanted) {
             self.ts_enabled = true;
             self.ts_recent = tsval;
             // Every segment now carries 12 bytes of option: the payload gives them up, so
