@@ -309,8 +309,19 @@ pub struct Udp {
     /// `(port, local address)` -> slot index, for every open socket. Unique by the binding
     /// rules (see the module docs).
     demux: BTreeMap<Key, u32>,
+    /// A small direct-mapped cache in front of `demux` for the receive path, by port: each
+    /// way holds the key of a datagram received lately and the slot it went to (after the
+    /// exact-then-unspecified search). A `BTreeMap` search costs about 60 instructions per
+    /// datagram, a hit here about 15 (docs/benchmarks.md, item 37); Linux's early demux keeps
+    /// the socket for the same reason. Emptied whenever `demux` changes, so it never
+    /// disagrees with it; what it holds depends only on the calls made, never on a hash
+    /// seed.
+    recent: [Option<(Key, u32)>; RECENT_WAYS],
     stats: UdpStats,
 }
+
+/// Ways of [`Udp::recent`]: a power of two, so a port picks its way with a mask.
+const RECENT_WAYS: usize = 16;
 
 /// The socket `h` names in `slots`: [`Udp::socket_mut`] borrowing only the slots, so the
 /// pool and the counters stay usable beside it.
@@ -356,15 +367,25 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
 #[inline(always)]
 fn lookup<'a>(
     demux: &BTreeMap<Key, u32>,
+    recent: &mut [Option<(Key, u32)>; RECENT_WAYS],
     slots: &'a mut [Slot],
     dst: IpAddr,
     port: u16,
     src: SocketAddr,
 ) -> Option<&'a mut Socket> {
-    let index = demux
-        .get(&Key::new(port, dst))
-        .or_else(|| demux.get(&Key::new(port, unspecified(dst.is_ipv6()))))
-        .copied()?;
+    let key = Key::new(port, dst);
+    let way = &mut recent[usize::from(port) % RECENT_WAYS];
+    let index = match *way {
+        Some((k, index)) if k == key => index,
+        _ => {
+            let index = demux
+                .get(&key)
+                .or_else(|| demux.get(&Key::new(port, unspecified(dst.is_ipv6()))))
+                .copied()?;
+            *way = Some((key, index));
+            index
+        }
+    };
     let socket = slots.get_mut(index as usize)?.socket.as_mut()?;
     match socket.peer {
         Some(peer) if !same_endpoint(peer, src) => None,
@@ -389,6 +410,7 @@ impl Udp {
             slots: Vec::new(),
             free: Vec::new(),
             demux: BTreeMap::new(),
+            recent: [None; RECENT_WAYS],
             stats: UdpStats::default(),
         }
     }
@@ -493,6 +515,7 @@ impl Udp {
         let slot = &mut self.slots[index as usize];
         slot.socket = Some(socket);
         self.demux.insert(Key::new(port, addr), index);
+        self.recent = [None; RECENT_WAYS];
         Ok(UdpHandle {
             index,
             generation: slot.generation,
@@ -535,6 +558,7 @@ impl Udp {
             }
             self.demux.remove(&Key::new(local.port(), local.ip()));
             self.demux.insert(key, h.index);
+            self.recent = [None; RECENT_WAYS];
             let socket = self.socket_mut(h)?;
             socket.local = new;
             // The kept path's source was the unspecified address's choice.
@@ -549,6 +573,7 @@ impl Udp {
     pub fn close(&mut self, h: UdpHandle) -> Result<(), Error> {
         let local = self.socket(h)?.local;
         self.demux.remove(&Key::new(local.port(), local.ip()));
+        self.recent = [None; RECENT_WAYS];
         let slot = &mut self.slots[h.index as usize];
         slot.socket = None;
         // After 2^32 reuses of one slot a stale handle would match again: far beyond any
@@ -804,7 +829,14 @@ impl Udp {
             return;
         }
         let from = SocketAddr::new(meta.src, sport);
-        let Some(socket) = lookup(&self.demux, &mut self.slots, meta.dst, dport, from) else {
+        let Some(socket) = lookup(
+            &self.demux,
+            &mut self.recent,
+            &mut self.slots,
+            meta.dst,
+            dport,
+            from,
+        ) else {
             self.stats.family(v6).no_ports += 1;
             // RFC 1122 4.1.3.1: SHOULD answer with Port Unreachable. The internet layer
             // quotes the whole IP packet, so put its header back; it applies the rules

@@ -916,6 +916,36 @@ fn connected_socket_ignores_other_sources() {
     }
 }
 
+/// The receive path remembers which socket a port and address went to lately: a socket
+/// closed and its slot taken by another must not keep receiving through that memory.
+#[test]
+fn a_closed_socket_slot_reused_does_not_inherit_its_datagrams() {
+    for f in BOTH {
+        let mut s = Stack::new();
+        let client = s.bind(sa(f.lo, 0));
+        let wildcard = s.bind(sa(f.any, 7200));
+        s.send_to(client, b"one", sa(f.lo, 7200)).unwrap();
+        s.step();
+        assert_eq!(s.recv_from(wildcard).unwrap().0, b"one");
+
+        s.udp.close(wildcard).unwrap();
+        // Another port takes the freed slot, then a socket bound to the exact address
+        // takes the port.
+        let other = s.bind(sa(f.lo, 7300));
+        let exact = s.bind(sa(f.lo, 7200));
+        s.send_to(client, b"two", sa(f.lo, 7200)).unwrap();
+        s.step();
+        assert_eq!(s.recv_from(other), Err(Error::WouldBlock), "{f:?}");
+        assert_eq!(s.recv_from(exact).unwrap().0, b"two");
+
+        s.udp.close(exact).unwrap();
+        s.send_to(client, b"three", sa(f.lo, 7200)).unwrap();
+        s.step();
+        assert_eq!(s.recv_from(other), Err(Error::WouldBlock));
+        assert_eq!(s.counters(f.v6).no_ports, 1);
+    }
+}
+
 #[test]
 fn connect_rules() {
     for f in BOTH {
