@@ -1060,9 +1060,9 @@ impl Tcp {
     /// Runs the timers due at `now`, then sends what they and everything else produced.
     pub fn poll<L: Links>(&mut self, now: Instant, ip: &mut Internet, links: &mut L) {
         self.check_deadlines();
-        // Most polls have no timer due: one look at the heap's head says so, unless some
-        // connection is dirty (its entry may be stale).
-        if !self.dirty.is_empty() || self.deadlines.earliest().is_some_and(|t| t <= now) {
+        // Most polls have no timer due: a look at each dirty connection (its entry may be
+        // stale) and one at the heap's head say so, before `run_timers` sets to work.
+        if self.dirty_timer_due(now) || self.deadlines.earliest().is_some_and(|t| t <= now) {
             self.run_timers(now);
         }
         // Most polls find nothing to send (always, on a stack that only carries UDP); the
@@ -1070,6 +1070,13 @@ impl Tcp {
         if self.has_output() {
             self.dispatch(now, ip, links);
         }
+    }
+
+    /// Whether the timer of a dirty connection is due at `now`.
+    fn dirty_timer_due(&self, now: Instant) -> bool {
+        self.dirty.iter().any(|&index| {
+            matches!(&self.slots[index as usize].sock, Some(Sock::Conn(c)) if c.conn.timer_due(now))
+        })
     }
 
     /// Runs the timers of every connection due at `now`: those at the heap's head, and
@@ -1094,7 +1101,7 @@ impl Tcp {
         }
         for &index in &self.dirty {
             if let Some(Sock::Conn(c)) = &self.slots[index as usize].sock {
-                if c.conn.poll_at().is_some_and(|t| t <= now) {
+                if c.conn.timer_due(now) {
                     due.push(index);
                 }
             }
