@@ -312,7 +312,7 @@ pub struct Udp {
     /// A small direct-mapped cache in front of `demux` for the receive path, by port: each
     /// way holds the key of a datagram received lately and the slot it went to (after the
     /// exact-then-unspecified search). A `BTreeMap` search costs about 60 instructions per
-    /// datagram, a hit here about 15 (docs/benchmarks.md, item 37); Linux's early demux keeps
+    /// datagram, a hit here about 20 (docs/benchmarks.md, item 37); Linux's early demux keeps
     /// the socket for the same reason. Emptied whenever `demux` changes, so it never
     /// disagrees with it; what it holds depends only on the calls made, never on a hash
     /// seed.
