@@ -52,7 +52,7 @@ fn impls(scenario: &str) -> &'static [&'static str] {
 
 /// Scenario, what one operation is, iterations for the first run (the second runs twice
 /// as many), and operations per iteration of `sidebyside-peak`.
-const SCENARIOS: [(&str, &str, usize, f64); 5] = [
+pub const SCENARIOS: [(&str, &str, usize, f64); 5] = [
     ("tcp_bulk", "64 KiB chunk", 8, 16.0),
     ("tcp_rtt_1B", "round trip", 2000, 1.0),
     ("tcp_rtt_64B", "round trip", 2000, 1.0),

@@ -31,7 +31,9 @@
 //! `cargo xtask icount` counts the instructions per operation of loopstack (poll mode) and
 //! smoltcp in each side-by-side scenario, and of the floor in the UDP ones, under
 //! callgrind, split by layer, and writes that table into docs/benchmarks.md (see
-//! `icount.rs`). It needs valgrind.
+//! `icount.rs`). It needs valgrind. `cargo xtask icount --steps SCENARIO [v4|v6]` prints
+//! loopstack's instructions in one scenario by step instead: each charged to the innermost
+//! loopstack function it was inlined into (see `steps.rs`; also needs `llvm-symbolizer`).
 //!
 //! `cargo xtask soak` runs the TCP loss suite (`crates/loopstack-socket/tests/tcp_loss.rs`)
 //! with many more seeds than CI does, optimised: 2000 seeds per sweep, 8000 transfers of
@@ -43,6 +45,7 @@ use std::process::{Command, ExitCode};
 mod bench;
 mod icount;
 mod layers;
+mod steps;
 use std::time::Instant;
 
 fn usage() -> ExitCode {
@@ -55,6 +58,8 @@ fn usage() -> ExitCode {
          \x20        docs/benchmarks.md (--quick: a rough table)\n  \
          icount   instructions per operation by layer, loopstack and smoltcp, under\n  \
          \x20        callgrind; writes docs/benchmarks.md (needs valgrind)\n  \
+         \x20        (--steps SCENARIO [v4|v6]: one scenario's instructions by step,\n  \
+         \x20        printed; needs llvm-symbolizer too)\n  \
          soak     the TCP loss suite with thousands of seeds (release build)"
     );
     ExitCode::from(2)
@@ -217,6 +222,9 @@ fn main() -> ExitCode {
         Some("layers") if args.len() == 1 => layers::run(false),
         Some("layers") if args.len() == 2 && args[1] == "--quick" => layers::run(true),
         Some("icount") if args.len() == 1 => icount::run(),
+        Some("icount") if (3..=4).contains(&args.len()) && args[1] == "--steps" => {
+            steps::run(&args[2], args.get(3).map_or("v4", String::as_str))
+        }
         _ => usage(),
     }
 }
