@@ -146,6 +146,30 @@ fn count(file: &Path) -> Result<BTreeMap<&'static str, u64>, String> {
     Ok(groups)
 }
 
+/// Runs `runner IMPL SCENARIO FAMILY N` under callgrind, its output into `file`, with
+/// `extra` options (`--dump-instr=yes` for counts by address, `cargo xtask icount
+/// --steps`).
+pub fn run_callgrind(
+    runner: &Path,
+    file: &Path,
+    extra: &[&str],
+    (imp, scenario, family, n): (&str, &str, &str, usize),
+) -> Result<(), String> {
+    let status = Command::new("valgrind")
+        .args(["--tool=callgrind", "--quiet"])
+        .args(extra)
+        .arg(format!("--callgrind-out-file={}", file.display()))
+        .arg(runner)
+        .args([imp, scenario, family, &n.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("valgrind: {e}"))?;
+    if !status.success() {
+        return Err(format!("valgrind {imp} {scenario} {family} {n}: {status}"));
+    }
+    Ok(())
+}
+
 /// Runs `runner IMPL SCENARIO v4 N` under callgrind and counts it by row.
 fn callgrind(
     runner: &Path,
@@ -155,17 +179,7 @@ fn callgrind(
     n: usize,
 ) -> Result<BTreeMap<&'static str, u64>, String> {
     let file = dir.join(format!("{scenario}.{imp}.{n}.out"));
-    let status = Command::new("valgrind")
-        .args(["--tool=callgrind", "--quiet"])
-        .arg(format!("--callgrind-out-file={}", file.display()))
-        .arg(runner)
-        .args([imp, scenario, "v4", &n.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|e| format!("valgrind: {e}"))?;
-    if !status.success() {
-        return Err(format!("valgrind {imp} {scenario} {n}: {status}"));
-    }
+    run_callgrind(runner, &file, &[], (imp, scenario, "v4", n))?;
     count(&file)
 }
 

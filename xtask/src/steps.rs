@@ -117,7 +117,7 @@ fn tidy(name: &str) -> String {
     .fold(name.to_string(), |s, (from, to)| s.replace(from, to))
 }
 
-/// Runs the scenario under callgrind with instruction-level counts.
+/// Runs the scenario under callgrind with instruction-level counts, and reads the output.
 fn callgrind(
     runner: &Path,
     out: &Path,
@@ -125,17 +125,8 @@ fn callgrind(
     family: &str,
     n: usize,
 ) -> Result<String, String> {
-    let status = Command::new("valgrind")
-        .args(["--tool=callgrind", "--quiet", "--dump-instr=yes"])
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(runner)
-        .args(["loopstack-poll", scenario, family, &n.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| format!("valgrind: {e}"))?;
-    if !status.success() {
-        return Err(format!("valgrind {scenario} {n}: {status}"));
-    }
+    let what = ("loopstack-poll", scenario, family, n);
+    crate::icount::run_callgrind(runner, out, &["--dump-instr=yes"], what)?;
     std::fs::read_to_string(out).map_err(|e| format!("{}: {e}", out.display()))
 }
 
