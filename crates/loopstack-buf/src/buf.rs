@@ -41,8 +41,15 @@ pub(crate) struct Slot {
     /// keep the pool alive for ever (the pool holds its free buffers).
     pool: Option<Arc<Inner>>,
     /// Shared, read-only bytes that follow the window, if a layer attached some
-    /// ([`PacketBuf::attach`]). Always `None` while the slot is free.
+    /// ([`PacketBuf::attach`]). Always `None` while the slot is free, and never an empty
+    /// range: a fragment stripped or cut to nothing is let go.
     frag: Option<Frag>,
+    /// The length of `frag`, 0 without one; written only by [`Slot::set_frag`] and
+    /// [`Slot::sync_frag_len`]. Every packet's length (`PacketBuf::len`) and tailroom ask
+    /// it, several times per packet on every layer's path; reading one plain field beside
+    /// `start` and `end` costs less than looking into the `Option` each time
+    /// (docs/benchmarks.md, item 39).
+    frag_len: usize,
 }
 
 /// Bytes owned elsewhere that a packet carries after the bytes in its own buffer: TCP's
@@ -78,6 +85,7 @@ impl Slot {
             class,
             pool: None,
             frag: None,
+            frag_len: 0,
         })
     }
 
@@ -102,7 +110,7 @@ impl Slot {
     /// there would land in front of the fragment's.
     #[inline]
     fn tailroom(&self) -> usize {
-        if self.frag.is_some() {
+        if self.frag_len != 0 {
             0
         } else {
             self.storage.len() - self.end
@@ -112,7 +120,31 @@ impl Slot {
     /// Length of the attached fragment, 0 if there is none.
     #[inline]
     fn frag_len(&self) -> usize {
-        self.frag.as_ref().map_or(0, Frag::len)
+        self.frag_len
+    }
+
+    /// Attaches `frag`, or lets the attached one go (`None`, or an empty range).
+    fn set_frag(&mut self, frag: Option<Frag>) {
+        self.frag = frag.filter(|f| f.len() > 0);
+        self.sync_frag_len();
+    }
+
+    /// Lets the fragment go (a slot going back to its pool). Inline: on the way back the
+    /// slot nearly never has one, and the test is all it costs then.
+    #[inline]
+    fn drop_frag(&mut self) {
+        if self.frag.is_some() {
+            self.set_frag(None);
+        }
+    }
+
+    /// Brings `frag_len` up to date after `frag`'s range changed in place, and lets a
+    /// fragment that became empty go.
+    fn sync_frag_len(&mut self) {
+        if self.frag.as_ref().is_some_and(|f| f.len() == 0) {
+            self.frag = None;
+        }
+        self.frag_len = self.frag.as_ref().map_or(0, Frag::len);
     }
 }
 
@@ -131,7 +163,7 @@ impl PacketBuf {
     /// its pool, as an empty packet with `headroom` in front of it.
     #[inline]
     pub(crate) fn reuse(mut slot: Box<Slot>, headroom: usize) -> Self {
-        debug_assert!(slot.pool.is_some() && slot.frag.is_none());
+        debug_assert!(slot.pool.is_some() && slot.frag.is_none() && slot.frag_len == 0);
         let start = headroom.min(slot.storage.len());
         slot.start = start;
         slot.end = start;
@@ -147,7 +179,7 @@ impl PacketBuf {
         }
         let mut slot = self.slot.take().expect("a live PacketBuf has its slot");
         // A free slot must not keep a sender's block alive (as in `drop`).
-        slot.frag = None;
+        slot.drop_frag();
         Ok(slot)
     }
 
@@ -211,7 +243,7 @@ impl PacketBuf {
     /// [`as_slice`](Self::as_slice) is the whole packet.
     #[inline]
     pub fn is_linear(&self) -> bool {
-        self.slot().frag.is_none()
+        self.slot().frag_len == 0
     }
 
     /// The bytes of the attached fragment, which follow [`as_slice`](Self::as_slice); empty
@@ -237,11 +269,11 @@ impl PacketBuf {
             return Err(BufError::FragmentRefused);
         }
         if !range.is_empty() {
-            s.frag = Some(Frag {
+            s.set_frag(Some(Frag {
                 block: Arc::clone(block),
                 start: range.start,
                 end: range.end,
-            });
+            }));
         }
         Ok(())
     }
@@ -260,7 +292,7 @@ impl PacketBuf {
         if s.storage.len() - s.end >= frag.len() {
             s.storage[s.end..s.end + frag.len()].copy_from_slice(frag.bytes());
             s.end += frag.len();
-            s.frag = None;
+            s.set_frag(None);
             return Ok(());
         }
         let inner = Arc::clone(self.inner());
@@ -413,9 +445,7 @@ impl PacketBuf {
             Some(f) if rest <= f.len() => {
                 f.start += rest;
                 s.start = s.end;
-                if f.start == f.end {
-                    s.frag = None;
-                }
+                s.sync_frag_len();
                 Ok(())
             }
             f => Err(BufError::TooShort {
@@ -450,7 +480,7 @@ impl PacketBuf {
     #[inline]
     pub fn truncate(&mut self, len: usize) {
         let s = self.slot_mut();
-        if s.frag.is_none() {
+        if s.frag_len == 0 {
             s.end = s.start + len.min(s.len());
             return;
         }
@@ -463,9 +493,10 @@ impl PacketBuf {
         let own = s.len();
         if len <= own {
             s.end = s.start + len;
-            s.frag = None;
+            s.set_frag(None);
         } else if let Some(f) = &mut s.frag {
             f.end = f.end.min(f.start + (len - own));
+            s.sync_frag_len();
         }
     }
 
@@ -531,7 +562,7 @@ impl PacketBuf {
         let s = self.slot_mut();
         s.start = headroom.min(s.storage.len());
         s.end = s.start;
-        s.frag = None;
+        s.set_frag(None);
     }
 
     /// A second buffer from the same pool and class holding a copy of this packet at the same
@@ -545,7 +576,7 @@ impl PacketBuf {
         c.start = s.start;
         c.end = s.end;
         c.storage[s.start..s.end].copy_from_slice(&s.storage[s.start..s.end]);
-        c.frag = s.frag.clone();
+        c.set_frag(s.frag.clone());
         Ok(copy)
     }
 
@@ -575,7 +606,7 @@ impl Drop for PacketBuf {
 /// Gives a dropped packet's slot back to its pool's free list.
 fn release(mut slot: Box<Slot>) {
     // A free slot must not keep a sender's block alive.
-    slot.frag = None;
+    slot.drop_frag();
     if let Some(pool) = slot.pool.take() {
         pool.release(slot);
     }
@@ -933,6 +964,49 @@ mod tests {
         buf.truncate(1);
         assert!(buf.is_linear());
         assert_eq!(buf.as_slice(), b"1");
+    }
+
+    /// The fragment's length is kept beside the fragment (`Slot::frag_len`), so every edit
+    /// that attaches, shortens, copies or lets go of a fragment must keep the two in step:
+    /// the length, linearity and tailroom the layers read come from the copy.
+    #[test]
+    fn every_edit_keeps_the_fragment_length_in_step() {
+        let p = pool();
+        let b = block(b"abcdef");
+        let check = |buf: &PacketBuf, own: &[u8], frag: &[u8]| {
+            assert_eq!((buf.as_slice(), buf.frag()), (own, frag));
+            assert_eq!(buf.len(), own.len() + frag.len());
+            assert_eq!(buf.is_linear(), frag.is_empty());
+            if !frag.is_empty() {
+                assert_eq!(buf.tailroom(), 0, "nothing may land before the fragment");
+            }
+        };
+        let mut buf = p.alloc_from_slice(b"12").unwrap();
+        buf.attach(&b, 1..5).unwrap();
+        check(&buf, b"12", b"bcde");
+        buf.truncate(4);
+        check(&buf, b"12", b"bc");
+        let copy = buf.try_clone().unwrap();
+        check(&copy, b"12", b"bc");
+        assert_eq!(Arc::strong_count(&b), 3, "the copy shares the block too");
+        drop(copy);
+        buf.strip_front(3).unwrap();
+        check(&buf, b"", b"c");
+        buf.clear();
+        check(&buf, b"", b"");
+        assert_eq!((buf.headroom(), buf.tailroom()), (8, 16));
+        assert_eq!(Arc::strong_count(&b), 1);
+
+        // A buffer recycled through a cache with its fragment still attached comes back
+        // out of the cache linear, with all its tailroom.
+        let mut cache = crate::PoolCache::new(p.clone());
+        let mut buf = cache.alloc_from_slice(b"xy").unwrap();
+        buf.attach(&b, 0..6).unwrap();
+        cache.recycle(buf);
+        assert_eq!(Arc::strong_count(&b), 1, "a stocked slot holds no block");
+        let again = cache.alloc(0).unwrap();
+        check(&again, b"", b"");
+        assert_eq!(again.tailroom(), 16);
     }
 
     #[test]
