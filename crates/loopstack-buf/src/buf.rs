@@ -117,15 +117,9 @@ impl Slot {
         }
     }
 
-    /// Length of the attached fragment, 0 if there is none.
-    #[inline]
-    fn frag_len(&self) -> usize {
-        self.frag_len
-    }
-
     /// Attaches `frag`, or lets the attached one go (`None`, or an empty range).
     fn set_frag(&mut self, frag: Option<Frag>) {
-        self.frag = frag.filter(|f| f.len() > 0);
+        self.frag = frag;
         self.sync_frag_len();
     }
 
@@ -214,7 +208,7 @@ impl PacketBuf {
     #[inline]
     pub fn len(&self) -> usize {
         let s = self.slot();
-        s.len() + s.frag_len()
+        s.len() + s.frag_len
     }
 
     /// Whether the packet has no bytes.
@@ -644,7 +638,7 @@ impl fmt::Debug for PacketBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PacketBuf")
             .field("len", &self.len())
-            .field("frag", &self.slot().frag_len())
+            .field("frag", &self.slot().frag_len)
             .field("headroom", &self.headroom())
             .field("tailroom", &self.tailroom())
             .field("class", &self.slot().class)
