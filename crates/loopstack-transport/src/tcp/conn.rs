@@ -1597,6 +1597,10 @@ impl Connection {
 
     /// Records that `len` sequence numbers from `seq` left now: advances SND.NXT and
     /// SND.MAX, starts the retransmission timer (RFC 6298 5.1) and the RTT measurement.
+    // Out of line on purpose: once the RTO became a field read (item 40) the inliner took
+    // it into `data_segment`, which then went out of line itself with `header`, 68
+    // instructions more per round trip (docs/benchmarks.md, item 40).
+    #[inline(never)]
     fn note_sent(&mut self, now: Instant, seq: SeqNum, len: u32) {
         let end = seq + len;
         let retransmission = seq.lt(self.snd_max);

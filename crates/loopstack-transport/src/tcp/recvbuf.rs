@@ -95,7 +95,10 @@ impl RecvQueue {
     pub fn read_recycling(&mut self, out: &mut [u8], mut recycle: impl FnMut(PacketBuf)) -> usize {
         let mut copied = 0;
         while copied < out.len() {
-            let Some(front) = self.bufs.front_mut() else {
+            // Taken off the queue first, and put back only if `out` fills before its end:
+            // one deque operation for a buffer read whole (every read of a small message),
+            // where looking at the front and then popping it cost two.
+            let Some(mut front) = self.bufs.pop_front() else {
                 break;
             };
             // The payload's own bytes, then those of its fragment if it has one (a segment
@@ -103,13 +106,13 @@ impl RecvQueue {
             let n = front.copy_out(0, &mut out[copied..]);
             copied += n;
             if n == front.len() {
-                if let Some(done) = self.bufs.pop_front() {
-                    recycle(done);
-                }
+                recycle(front);
             } else {
-                // n < len: cannot fail.
+                // n < len, so `out` is full: the rest goes back in front, for the next read.
                 let stripped = front.strip_front(n);
                 debug_assert!(stripped.is_ok());
+                self.bufs.push_front(front);
+                break;
             }
         }
         self.len -= copied;

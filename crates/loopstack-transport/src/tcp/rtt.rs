@@ -71,8 +71,11 @@ pub struct RttEstimator {
     srtt: Option<u64>,
     /// RTT variation in nanoseconds.
     rttvar: u64,
-    /// The RTO computed from the last sample (or the initial RTO), before back-off and
-    /// clamping, in nanoseconds.
+    /// The RTO computed from the last sample (or the initial RTO), clamped to
+    /// `[min_rto, max_rto]` but before back-off, in nanoseconds. Clamped here, once per
+    /// sample, rather than in [`rto_nanos`](Self::rto_nanos), which every segment that
+    /// starts the timer asks: with no back-off (nearly always) it is then a field read
+    /// (docs/benchmarks.md, item 40).
     base_rto: u64,
     /// Timeouts since the last sample: the RTO is `base_rto * 2^backoffs`.
     backoffs: u32,
@@ -92,13 +95,14 @@ impl RttEstimator {
     /// An estimator that has seen no sample yet: its RTO is `config.initial_rto`.
     pub fn new(config: RttConfig) -> Self {
         let max_rto = nanos(config.max_rto);
+        let min_rto = nanos(config.min_rto).min(max_rto);
         RttEstimator {
-            min_rto: nanos(config.min_rto).min(max_rto),
+            min_rto,
             max_rto,
             granularity: nanos(config.granularity),
             srtt: None,
             rttvar: 0,
-            base_rto: nanos(config.initial_rto),
+            base_rto: nanos(config.initial_rto).clamp(min_rto, max_rto),
             backoffs: 0,
         }
     }
@@ -131,7 +135,12 @@ impl RttEstimator {
         }
         let srtt = self.srtt.unwrap_or(r);
         let spread = self.granularity.max(self.rttvar.saturating_mul(4));
-        self.base_rto = srtt.saturating_add(spread);
+        // `max` then `min` rather than `clamp`, whose check that the bounds are in order
+        // (`new` made sure of it) would run on every sample.
+        self.base_rto = srtt
+            .saturating_add(spread)
+            .max(self.min_rto)
+            .min(self.max_rto);
         self.backoffs = 0;
     }
 
@@ -152,16 +161,19 @@ impl RttEstimator {
 
     /// [`rto`](Self::rto) in nanoseconds.
     pub fn rto_nanos(&self) -> u64 {
-        let (min, max) = (self.min_rto, self.max_rto);
-        let base = self.base_rto.clamp(min, max);
-        // Doubling a clamped value and clamping again is the same as doubling the unclamped
-        // value: min(2 min(x, max), max) = min(2x, max). So one shift does all back-offs.
+        if self.backoffs == 0 {
+            return self.base_rto;
+        }
+        // After timeouts, the base doubled once per timeout. Doubling a clamped value and
+        // clamping again is the same as doubling the unclamped value:
+        // min(2 min(x, max), max) = min(2x, max). So one shift does all back-offs, and since
+        // the base is at least `min_rto`, only the ceiling can apply.
         let backed_off = if self.backoffs >= 64 {
             u64::MAX
         } else {
-            narrow(u128::from(base) << self.backoffs)
+            narrow(u128::from(self.base_rto) << self.backoffs)
         };
-        backed_off.clamp(min, max)
+        backed_off.min(self.max_rto)
     }
 
     /// The smoothed RTT, or `None` before the first sample.

@@ -302,7 +302,9 @@ impl SendBuffer {
                         let k = rest.len().min(bytes.len() - tail.end);
                         bytes[tail.end..tail.end + k].copy_from_slice(&rest[..k]);
                         tail.end += k;
-                        self.tail_at = tail.end % bytes.len();
+                        // `tail.end % bytes.len()`, without a division on every write:
+                        // `tail.end` is at most the block's size.
+                        self.tail_at = if tail.end == bytes.len() { 0 } else { tail.end };
                         rest = &rest[k..];
                         continue;
                     }
