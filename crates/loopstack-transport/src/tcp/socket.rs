@@ -154,7 +154,6 @@ pub struct Tcp {
     due: Vec<u32>,
     /// Resets to send that belong to no connection: (local, remote, seq, ack).
     pending_resets: Vec<(SocketAddr, SocketAddr, SeqNum, Option<SeqNum>)>,
-    scratch: Vec<u32>,
 }
 
 /// What every connection's calls need from the table ([`Ctx`]), kept apart from the slots
@@ -259,7 +258,6 @@ impl Tcp {
             deadlines: Deadlines::new(),
             due: Vec::new(),
             pending_resets: Vec::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -1145,9 +1143,11 @@ impl Tcp {
             self.send_reset(now, local, remote, seq, ack, ip, links);
         }
         self.pending_resets.clear();
-        let mut batch = std::mem::take(&mut self.scratch);
-        std::mem::swap(&mut batch, &mut self.dirty);
-        for &index in &batch {
+        // The connections dirty now, in order; any that sending marks dirty again is
+        // appended behind them and waits for the next dispatch.
+        let ready = self.dirty.len();
+        for i in 0..ready {
+            let index = self.dirty[i];
             if let Some(Sock::Conn(c)) = self.slots[index as usize].sock.as_mut() {
                 c.dirty = false;
             }
@@ -1157,8 +1157,11 @@ impl Tcp {
             self.rearm(index);
             self.reap(index);
         }
-        batch.clear();
-        self.scratch = batch;
+        if self.dirty.len() == ready {
+            self.dirty.clear();
+        } else {
+            self.dirty.drain(..ready);
+        }
     }
 
     /// Sends all of one connection's ready segments.
