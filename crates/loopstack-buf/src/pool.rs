@@ -229,7 +229,14 @@ impl Inner {
         }
     }
 
+    #[inline]
     pub(crate) fn class_for(&self, len: usize) -> Result<usize, PoolError> {
+        // The first class takes nearly every packet asked for (headers, small messages):
+        // answered before the scan, whose set-up cost a small packet's allocation 10 to 20
+        // instructions (docs/benchmarks.md, item 40).
+        if self.classes.first().is_some_and(|c| len <= c.capacity) {
+            return Ok(0);
+        }
         // A handful of classes at most: a linear scan beats anything clever.
         self.classes
             .iter()

@@ -1203,6 +1203,12 @@ impl Tcp {
             };
             self.shared.count_out(&out, retransmission);
             let _ = ip.send_prepared(now, packet, path, links);
+            // What the next turn's `next_segment` would find first; asked here, it spares
+            // the connection's look-up and the call when, as after most segments, the
+            // connection has nothing more to send (docs/benchmarks.md, item 40).
+            if c.conn.settle_if_quiet() {
+                return;
+            }
         }
     }
 
