@@ -783,6 +783,13 @@ impl Reassembler {
         expired
     }
 
+    /// Whether no datagram is being reassembled, so [`poll`](Self::poll) has nothing to do
+    /// and [`poll_at`](Self::poll_at) is `None`.
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.datagrams.is_empty()
+    }
+
     /// When [`poll`](Self::poll) next has something to do: the earliest deadline.
     pub fn poll_at(&self) -> Option<Instant> {
         self.datagrams.iter().map(|d| d.deadline).min()

@@ -516,8 +516,10 @@ impl Internet {
     /// with Time Exceeded (code 1) when their first fragment had arrived (RFC 792, RFC 8200
     /// 4.5).
     pub fn poll<L: Links>(&mut self, now: Instant, links: &mut L) {
-        // Called on every stack poll, and almost always with nothing held for reassembly.
-        if self.poll_at().is_none_or(|t| t > now) {
+        // Called on every stack poll, and almost always with nothing held for reassembly:
+        // that case is two length checks, not a search for the earliest deadline.
+        if self.reasm4.is_idle() && self.reasm6.is_idle() || self.poll_at().is_none_or(|t| t > now)
+        {
             return;
         }
         // Expiries are rare; collecting them first keeps the borrow of each reassembler short.
