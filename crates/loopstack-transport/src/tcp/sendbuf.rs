@@ -394,19 +394,17 @@ impl SendBuffer {
         Block::new(self.block_size)
     }
 
-    /// The chunk holding the byte at `offset`: its index, the chunk, and where in its block
-    /// that byte is. The chunk comes with its index so that callers need not index the
-    /// deque again (a wrap computation and a bounds check each, twice per segment).
-    fn locate(&self, offset: usize) -> Option<(usize, &Chunk, usize)> {
+    /// The chunk holding the byte at `offset`, and where in its block that byte is.
+    fn locate(&self, offset: usize) -> Option<(usize, usize)> {
         // Nearly always the front chunk: segments are built from SND.UNA or just after.
         let front = self.chunks.front()?;
         if offset < front.len() {
-            return Some((0, front, front.start + offset));
+            return Some((0, front.start + offset));
         }
         let mut skipped = 0;
         for (i, c) in self.chunks.iter().enumerate() {
             if offset < skipped + c.len() {
-                return Some((i, c, c.start + offset - skipped));
+                return Some((i, c.start + offset - skipped));
             }
             skipped += c.len();
         }
@@ -416,9 +414,10 @@ impl SendBuffer {
     /// Copies bytes starting at `offset` (0 is SND.UNA's byte) into `out` and returns how
     /// many: `min(out.len(), len - offset)`, or 0 if `offset >= len`. Nothing is consumed.
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
-        let Some((first, c, at)) = self.locate(offset) else {
+        let Some((first, at)) = self.locate(offset) else {
             return 0;
         };
+        let c = &self.chunks[first];
         if at + out.len() <= c.end {
             // All in one block, as every segment of a small exchange is: one copy.
             out.copy_from_slice(c.block.get(at..at + out.len()));
@@ -443,7 +442,7 @@ impl SendBuffer {
     /// data). `(0, false)` past the end.
     pub fn contiguous_at(&self, offset: usize) -> (usize, bool) {
         match self.locate(offset) {
-            Some((i, c, at)) => (c.end - at, i + 1 < self.chunks.len()),
+            Some((i, at)) => (self.chunks[i].end - at, i + 1 < self.chunks.len()),
             None => (0, false),
         }
     }
@@ -457,7 +456,8 @@ impl SendBuffer {
         if len < SHARE_MIN {
             return None;
         }
-        let (_, c, at) = self.locate(offset)?;
+        let (i, at) = self.locate(offset)?;
+        let c = &self.chunks[i];
         let size = self.block_size;
         let worth = c.end == size || 2 * len >= size;
         // A block shared already (a retransmission) pins nothing more; any other may be
