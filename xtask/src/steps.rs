@@ -11,6 +11,13 @@
 //! the address to the first frame whose source lies in this workspace (docs/benchmarks.md,
 //! item 37). As in `icount`, the scenario runs N and 2N iterations, and the difference is
 //! divided by N and by the operations per iteration, so set-up and warm-up drop out.
+//!
+//! Before the steps it prints the same instructions by *stage* of the packet's way (the
+//! application's write, TCP or UDP sending, IP sending, `lo`, IP receiving, TCP or UDP
+//! receiving, the application's read, timers, the poll loop, the scenario itself): each
+//! address goes to the innermost frame of its chain that names a stage ([`stage_of`]).
+//! That is the view in which a round trip's cost reads as a path (docs/benchmarks.md,
+//! item 40).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -115,6 +122,92 @@ fn tidy(name: &str) -> String {
     ]
     .iter()
     .fold(name.to_string(), |s, (from, to)| s.replace(from, to))
+}
+
+/// Functions that name a stage of the packet's way, matched against an address's frames
+/// from the innermost outwards: the first frame that is one of these (or a closure in one)
+/// decides. Code they call and inline (the pool, a `PacketBuf` accessor, a deadline heap)
+/// belongs to their stage.
+const STAGES: &[(&str, &str)] = &[
+    ("Stack::udp_send_to", "UDP, sending"),
+    ("Udp::send_to", "UDP, sending"),
+    ("Udp::receive", "UDP, receiving"),
+    ("Udp::recv_from", "application read"),
+    ("Tcp::send", "application write"),
+    ("Tcp::recv", "application read"),
+    ("Tcp::dispatch", "TCP, sending"),
+    ("Tcp::transmit", "TCP, sending"),
+    ("Tcp::receive", "TCP, receiving"),
+    ("Tcp::poll", "timers"),
+    ("Tcp::rearm", "timers"),
+    ("Internet::send_prepared", "IP, sending"),
+    ("Internet::send_rerouted", "IP, sending"),
+    ("Internet::transmit_prepared", "IP, sending"),
+    ("Internet::finish", "IP, sending"),
+    ("Internet::receive_offloaded", "IP, receiving"),
+    ("Internet::deliver", "IP, receiving"),
+    ("Internet::poll", "timers"),
+    (
+        "Loopback as loopstack_link::device::Device>::transmit",
+        "lo",
+    ),
+    ("Loopback as loopstack_link::device::Device>::receive", "lo"),
+    ("Stack::poll", "the poll loop"),
+];
+
+/// Functions the optimiser keeps out of line, whose own frames then name no caller: the
+/// stage they serve, matched from the outermost frame inwards, and only when no frame of
+/// the chain is in [`STAGES`].
+const OUT_OF_LINE: &[(&str, &str)] = &[
+    ("Connection::ack_arrived", "TCP, receiving"),
+    ("Connection::take_text", "TCP, receiving"),
+    ("Connection::note_sent", "TCP, sending"),
+    ("SendBuffer::write", "application write"),
+    ("PacketBuf::copy_out", "application read"),
+    ("Internet::send_prepared", "IP, sending"),
+    ("ingress::check_v4_len", "IP, receiving"),
+    ("ingress::check_v6_len", "IP, receiving"),
+];
+
+/// Whether a function name (as [`tidy`] writes it) is `pattern` or a closure inside it.
+fn names(function: &str, pattern: &str) -> bool {
+    function.ends_with(pattern)
+        || function
+            .find(pattern)
+            .is_some_and(|i| function[i + pattern.len()..].starts_with("::{{closure}}"))
+}
+
+/// The stage of the packet's way an address belongs to, from `llvm-symbolizer
+/// --inlining`'s frames for it (see [`STAGES`] and [`OUT_OF_LINE`]); the scenario's own
+/// code is "the scenario", anything else "other": helpers kept out of line that more than
+/// one stage calls (the pool's `filled`, `VecDeque::push_back_mut`), whose frames cannot
+/// say which stage called them.
+pub fn stage_of(frames: &str) -> &'static str {
+    let functions: Vec<String> = frames
+        .lines()
+        .step_by(2)
+        .map(|f| match f.rsplit_once("::h") {
+            Some((name, hash)) if hash.len() == 16 => tidy(name),
+            _ => tidy(f),
+        })
+        .collect();
+    let find = |f: &String, table: &[(&str, &'static str)]| {
+        table
+            .iter()
+            .find(|(pattern, _)| names(f, pattern))
+            .map(|&(_, stage)| stage)
+    };
+    functions
+        .iter()
+        .find_map(|f| find(f, STAGES))
+        .or_else(|| functions.iter().rev().find_map(|f| find(f, OUT_OF_LINE)))
+        .or_else(|| {
+            functions
+                .iter()
+                .any(|f| f.contains("loopstack_benches::"))
+                .then_some("the scenario")
+        })
+        .unwrap_or("other (shared helpers out of line)")
 }
 
 /// Runs the scenario under callgrind with instruction-level counts, and reads the output.
@@ -224,17 +317,27 @@ fn steps(scenario: &str, family: &str) -> Result<String, String> {
     }
     let root_text = root.display().to_string();
     let mut steps: BTreeMap<String, f64> = BTreeMap::new();
+    let mut stages: BTreeMap<&str, f64> = BTreeMap::new();
     for ((_, cost), block) in by_address.iter().zip(blocks) {
         let step = step_of(block, &root_text).unwrap_or_else(|| "(outside the workspace)".into());
         *steps.entry(step).or_insert(0.0) += cost;
+        *stages.entry(stage_of(block)).or_insert(0.0) += cost;
     }
     let total: f64 = steps.values().sum();
+    let mut stage_rows: Vec<(&str, f64)> = stages.into_iter().collect();
+    stage_rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let mut rows: Vec<(String, f64)> = steps.into_iter().collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut table = format!(
         "loopstack-poll, {scenario}, {family}: {total:.0} instructions per {what} in the binary \
-         (libc's copies and other libraries not included)\n\n| per {what} | step (innermost loopstack function, file) |\n| ---: | --- |\n"
+         (libc's copies and other libraries not included)\n\n| per {what} | stage |\n| ---: | --- |\n"
     );
+    for (stage, cost) in stage_rows.iter().filter(|r| r.1.abs() >= 0.5) {
+        table.push_str(&format!("| {cost:.1} | {stage} |\n"));
+    }
+    table.push_str(&format!(
+        "\n| per {what} | step (innermost loopstack function, file) |\n| ---: | --- |\n"
+    ));
     for (step, cost) in rows.iter().filter(|r| r.1.abs() >= 0.5) {
         table.push_str(&format!("| {cost:.1} | `{step}` |\n"));
     }
@@ -284,10 +387,64 @@ loopstack_socket::stack::Stack::poll::h0000000000000000
             Some("loopstack_transport::udp::lookup (crates/loopstack-transport/src/udp.rs)")
         );
         assert_eq!(step_of(frames, "/elsewhere"), None);
+        // No frame of this chain between `lookup` and the loop names a stage.
+        assert_eq!(stage_of(frames), "the poll loop");
         let escaped = "_$LT$loopstack_benches..poll..UdpOneWay$u20$as$u20$loopstack_benches..OneWay$GT$::burst::h3423008f22d6eb06\n/w/repo/benches/sidebyside/poll.rs:574:9";
         assert_eq!(
             step_of(escaped, "/w/repo").as_deref(),
             Some("<loopstack_benches::poll::UdpOneWay as loopstack_benches::OneWay>::burst (benches/sidebyside/poll.rs)")
+        );
+    }
+
+    #[test]
+    fn an_address_goes_to_the_innermost_frame_that_names_a_stage() {
+        let chain = |fs: &[&str]| -> String {
+            fs.iter()
+                .map(|f| format!("{f}::h0123456789abcdef\n/w/repo/x.rs:1:1"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        // The pool's code inlined into the UDP send, itself inlined into the scenario.
+        let alloc = chain(&[
+            "loopstack_buf::cache::PoolCache::alloc",
+            "loopstack_transport::udp::Udp::send_to",
+            "loopstack_socket::stack::Stack::udp_send_to",
+            "loopstack_benches::sidebyside::poll::burst",
+        ]);
+        assert_eq!(stage_of(&alloc), "UDP, sending");
+        // The deadline heap inlined into `rearm`, inlined into `dispatch`: timers, the
+        // innermost stage, not TCP's sending.
+        let heap = chain(&[
+            "loopstack_transport::tcp::deadlines::Deadlines::refile",
+            "loopstack_transport::tcp::socket::Tcp::rearm",
+            "loopstack_transport::tcp::socket::Tcp::dispatch",
+        ]);
+        assert_eq!(stage_of(&heap), "timers");
+        // `Tcp::recv` is the application's read; `Tcp::receive` is TCP's input.
+        let read = chain(&["loopstack_transport::tcp::socket::Tcp::recv"]);
+        let input = chain(&["loopstack_transport::tcp::socket::Tcp::receive"]);
+        assert_eq!(
+            (stage_of(&read), stage_of(&input)),
+            ("application read", "TCP, receiving")
+        );
+        let closure = chain(&["loopstack_internet::layer::Internet::deliver::{{closure}}"]);
+        assert_eq!(stage_of(&closure), "IP, receiving");
+        // An out-of-line function's own code: the outermost frame that names a stage, so
+        // a `copy_out` inlined into the out-of-line `take_text` is TCP's input, and the
+        // out-of-line `copy_out` itself the application's read.
+        let coalesce = chain(&[
+            "loopstack_buf::buf::PacketBuf::copy_out",
+            "loopstack_transport::tcp::recvbuf::RecvQueue::push",
+            "loopstack_transport::tcp::conn::Connection::take_text",
+        ]);
+        assert_eq!(stage_of(&coalesce), "TCP, receiving");
+        let copy = chain(&["loopstack_buf::buf::PacketBuf::copy_out"]);
+        assert_eq!(stage_of(&copy), "application read");
+        let scenario = chain(&["loopstack_benches::sidebyside::poll::tcp_exchange"]);
+        assert_eq!(stage_of(&scenario), "the scenario");
+        assert_eq!(
+            stage_of(&chain(&["core::ptr::drop_in_place"])),
+            "other (shared helpers out of line)"
         );
     }
 }
