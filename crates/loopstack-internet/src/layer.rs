@@ -518,7 +518,8 @@ impl Internet {
     pub fn poll<L: Links>(&mut self, now: Instant, links: &mut L) {
         // Called on every stack poll, and almost always with nothing held for reassembly:
         // that case is two length checks, not a search for the earliest deadline.
-        if self.reasm4.is_idle() && self.reasm6.is_idle() || self.poll_at().is_none_or(|t| t > now)
+        if (self.reasm4.is_idle() && self.reasm6.is_idle())
+            || self.poll_at().is_none_or(|t| t > now)
         {
             return;
         }
