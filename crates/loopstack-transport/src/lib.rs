@@ -12,6 +12,7 @@
 //! [`Rng`](loopstack_link::Rng), so the same inputs give the same packets.
 
 pub mod checksum;
+mod demux_cache;
 pub mod error;
 pub mod layer;
 pub mod ports;

@@ -38,6 +38,7 @@ use loopstack_internet::{Internet, IpMeta, Links, Prepared, SendOptions};
 use loopstack_link::{Instant, Rng};
 
 use crate::checksum;
+use crate::demux_cache::DemuxCache;
 use crate::error::Error;
 use crate::ports::PortRange;
 
@@ -309,18 +310,15 @@ pub struct Udp {
     /// `(port, local address)` -> slot index, for every open socket. Unique by the binding
     /// rules (see the module docs).
     demux: BTreeMap<Key, u32>,
-    /// A small direct-mapped cache in front of `demux` for the receive path, by port: each
-    /// way holds the key of a datagram received lately and the slot it went to (after the
-    /// exact-then-unspecified search). A `BTreeMap` search costs about 60 instructions per
-    /// datagram, a hit here about 20 (docs/benchmarks.md, item 37); Linux's early demux keeps
-    /// the socket for the same reason. Emptied whenever `demux` changes, so it never
-    /// disagrees with it; what it holds depends only on the calls made, never on a hash
-    /// seed.
-    recent: [Option<(Key, u32)>; RECENT_WAYS],
+    /// The receive path's cache in front of `demux`, by destination port: the key of a
+    /// datagram received lately and the slot it went to (after the exact-then-unspecified
+    /// search). A hit costs about 20 instructions where the search cost 60
+    /// (docs/benchmarks.md, item 37). Emptied whenever `demux` changes.
+    recent: DemuxCache<Key, RECENT_WAYS>,
     stats: UdpStats,
 }
 
-/// Ways of [`Udp::recent`]: a power of two, so a port picks its way with a mask.
+/// Ways of [`Udp::recent`].
 const RECENT_WAYS: usize = 16;
 
 /// The socket `h` names in `slots`: [`Udp::socket_mut`] borrowing only the slots, so the
@@ -367,22 +365,21 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
 #[inline(always)]
 fn lookup<'a>(
     demux: &BTreeMap<Key, u32>,
-    recent: &mut [Option<(Key, u32)>; RECENT_WAYS],
+    recent: &mut DemuxCache<Key, RECENT_WAYS>,
     slots: &'a mut [Slot],
     dst: IpAddr,
     port: u16,
     src: SocketAddr,
 ) -> Option<&'a mut Socket> {
     let key = Key::new(port, dst);
-    let way = &mut recent[usize::from(port) % RECENT_WAYS];
-    let index = match *way {
-        Some((k, index)) if k == key => index,
-        _ => {
+    let index = match recent.get(usize::from(port), &key) {
+        Some(index) => index,
+        None => {
             let index = demux
                 .get(&key)
                 .or_else(|| demux.get(&Key::new(port, unspecified(dst.is_ipv6()))))
                 .copied()?;
-            *way = Some((key, index));
+            recent.put(usize::from(port), key, index);
             index
         }
     };
@@ -410,7 +407,7 @@ impl Udp {
             slots: Vec::new(),
             free: Vec::new(),
             demux: BTreeMap::new(),
-            recent: [None; RECENT_WAYS],
+            recent: DemuxCache::new(),
             stats: UdpStats::default(),
         }
     }
@@ -515,7 +512,7 @@ impl Udp {
         let slot = &mut self.slots[index as usize];
         slot.socket = Some(socket);
         self.demux.insert(Key::new(port, addr), index);
-        self.recent = [None; RECENT_WAYS];
+        self.recent.clear();
         Ok(UdpHandle {
             index,
             generation: slot.generation,
@@ -558,7 +555,7 @@ impl Udp {
             }
             self.demux.remove(&Key::new(local.port(), local.ip()));
             self.demux.insert(key, h.index);
-            self.recent = [None; RECENT_WAYS];
+            self.recent.clear();
             let socket = self.socket_mut(h)?;
             socket.local = new;
             // The kept path's source was the unspecified address's choice.
@@ -573,7 +570,7 @@ impl Udp {
     pub fn close(&mut self, h: UdpHandle) -> Result<(), Error> {
         let local = self.socket(h)?.local;
         self.demux.remove(&Key::new(local.port(), local.ip()));
-        self.recent = [None; RECENT_WAYS];
+        self.recent.clear();
         let slot = &mut self.slots[h.index as usize];
         slot.socket = None;
         // After 2^32 reuses of one slot a stale handle would match again: far beyond any
