@@ -95,12 +95,17 @@ pub fn step_of(frames: &str, root: &str) -> Option<String> {
         };
         let relative = location.strip_prefix(root)?.trim_start_matches('/');
         let file = relative.split(':').next().unwrap_or(relative);
-        let function = match function.rsplit_once("::h") {
-            Some((name, hash)) if hash.len() == 16 => name,
-            _ => function,
-        };
-        Some(format!("{} ({file})", tidy(function)))
+        Some(format!("{} ({file})", readable(function)))
     })
+}
+
+/// A function's name as `llvm-symbolizer` gives it, written as source would: the legacy
+/// mangling's hash suffix (`::h` and 16 hex digits) dropped, its escapes undone ([`tidy`]).
+fn readable(function: &str) -> String {
+    match function.rsplit_once("::h") {
+        Some((name, hash)) if hash.len() == 16 => tidy(name),
+        _ => tidy(function),
+    }
 }
 
 /// A Rust symbol as the legacy mangling's escapes leave it after demangling
@@ -164,7 +169,6 @@ const OUT_OF_LINE: &[(&str, &str)] = &[
     ("Connection::note_sent", "TCP, sending"),
     ("SendBuffer::write", "application write"),
     ("PacketBuf::copy_out", "application read"),
-    ("Internet::send_prepared", "IP, sending"),
     ("ingress::check_v4_len", "IP, receiving"),
     ("ingress::check_v6_len", "IP, receiving"),
 ];
@@ -183,14 +187,7 @@ fn names(function: &str, pattern: &str) -> bool {
 /// one stage calls (the pool's `filled`, `VecDeque::push_back_mut`), whose frames cannot
 /// say which stage called them.
 pub fn stage_of(frames: &str) -> &'static str {
-    let functions: Vec<String> = frames
-        .lines()
-        .step_by(2)
-        .map(|f| match f.rsplit_once("::h") {
-            Some((name, hash)) if hash.len() == 16 => tidy(name),
-            _ => tidy(f),
-        })
-        .collect();
+    let functions: Vec<String> = frames.lines().step_by(2).map(readable).collect();
     let find = |f: &String, table: &[(&str, &'static str)]| {
         table
             .iter()
